@@ -1,0 +1,318 @@
+//! Plugin configuration: the JSON users write in Envoy's `configuration`, and its compiled form.
+//!
+//! Two phases, as in Kuadrant's wasm-shim: serde types that mirror the JSON (camelCase, unknown
+//! fields rejected) are compiled once per `on_configure` into [`Config`], which the request path
+//! reads without further checks. Every error names the field it is about, so Envoy's log line
+//! says what to fix.
+
+use serde::Deserialize;
+
+use crate::origin::{HostPattern, OriginPattern};
+use crate::protocol::KNOWN_VERSIONS;
+
+/// Largest request body the gateway will buffer, whatever the config says: Envoy's own buffer
+/// limits and the wasm VM's memory make larger bodies a liability.
+pub const MAX_REQUEST_BYTES_CEILING: u64 = 64 * 1024 * 1024;
+
+/// The configuration as users write it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawConfig {
+    /// Request paths that are MCP endpoints (exact match, query string ignored). Others pass
+    /// through untouched. Default `["/mcp"]`.
+    pub mcp_paths: Option<Vec<String>>,
+    /// Largest request body accepted, in bytes. Default 1 MiB. Larger bodies get 413 with a
+    /// JSON-RPC error. Keep it below the listener's `per_connection_buffer_limit_bytes`, or Envoy
+    /// answers first with a plain-text 413.
+    pub max_request_bytes: Option<u64>,
+    /// Largest JSON response (or single SSE event) the gateway inspects for telemetry. Larger ones
+    /// still pass through untouched; their outcome is recorded as unknown. Default 1 MiB.
+    pub max_observed_response_bytes: Option<u64>,
+    /// Require `Mcp-Session-Id` on every request but `initialize` from session-based protocol
+    /// revisions (before 2026-07-28), as the spec allows servers to. Default true. Set false in
+    /// front of stateless upstreams that never issue a session id.
+    pub require_session_id: Option<bool>,
+    /// Allowed `Origin` values: `scheme://host[:port]`, `scheme://host:*` (any port) or `*`.
+    /// A request with an `Origin` not listed gets 403 (DNS-rebinding protection). Requests
+    /// without `Origin` (non-browser clients) are allowed. Default: loopback origins, any port.
+    pub allowed_origins: Option<Vec<String>>,
+    /// Allowed `Host`/`:authority` values: `host[:port]`, `host:*` or `*`. Default: loopback
+    /// names, any port. Set your public host names (or `*`) when serving beyond localhost.
+    pub allowed_hosts: Option<Vec<String>>,
+    /// Names of the request headers the filter sets from the body, for Envoy's routing.
+    pub routing_headers: Option<RawRoutingHeaders>,
+    /// `MCP-Protocol-Version` values accepted. Default: every revision the gateway knows.
+    pub protocol_versions: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawRoutingHeaders {
+    /// Header that carries the JSON-RPC method. Default `x-mcp-method`.
+    pub method: Option<String>,
+    /// Header that carries the tool/prompt name or resource URI. Default `x-mcp-name`.
+    pub name: Option<String>,
+}
+
+/// The compiled, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub mcp_paths: Vec<String>,
+    pub max_request_bytes: usize,
+    pub max_observed_response_bytes: usize,
+    pub require_session_id: bool,
+    pub allowed_origins: Vec<OriginPattern>,
+    pub allowed_hosts: Vec<HostPattern>,
+    pub method_header: String,
+    pub name_header: String,
+    pub protocol_versions: Vec<String>,
+}
+
+/// A configuration error; the message starts with the path of the offending field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("plugin configuration is not valid JSON for this filter: {0}")]
+    Json(String),
+    #[error("{field}: {problem}")]
+    Invalid { field: String, problem: String },
+}
+
+fn invalid(field: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field: field.into(),
+        problem: problem.into(),
+    }
+}
+
+const DEFAULT_ORIGINS: &[&str] = &[
+    "http://localhost:*",
+    "https://localhost:*",
+    "http://127.0.0.1:*",
+    "https://127.0.0.1:*",
+    "http://[::1]:*",
+    "https://[::1]:*",
+];
+const DEFAULT_HOSTS: &[&str] = &["localhost:*", "127.0.0.1:*", "[::1]:*"];
+
+impl Config {
+    /// Parses and compiles the plugin configuration. Empty input means all defaults.
+    pub fn from_json(bytes: &[u8]) -> Result<Config, ConfigError> {
+        let raw: RawConfig = if bytes.iter().all(u8::is_ascii_whitespace) {
+            RawConfig::default()
+        } else {
+            let de = &mut serde_json::Deserializer::from_slice(bytes);
+            serde_path_to_error::deserialize(de).map_err(|e| {
+                let path = e.path().to_string();
+                let inner = e.into_inner();
+                if path == "." || path.is_empty() {
+                    ConfigError::Json(inner.to_string())
+                } else {
+                    ConfigError::Json(format!("{path}: {inner}"))
+                }
+            })?
+        };
+        Config::compile(raw)
+    }
+
+    pub fn compile(raw: RawConfig) -> Result<Config, ConfigError> {
+        let mcp_paths = raw.mcp_paths.unwrap_or_else(|| vec!["/mcp".to_owned()]);
+        if mcp_paths.is_empty() {
+            return Err(invalid("mcpPaths", "must list at least one path"));
+        }
+        for (i, p) in mcp_paths.iter().enumerate() {
+            if !p.starts_with('/') || p.contains('?') || p.contains('#') {
+                return Err(invalid(
+                    format!("mcpPaths[{i}]"),
+                    format!("{p:?} must be an absolute path starting with '/' without query or fragment"),
+                ));
+            }
+        }
+        let max_request_bytes = bounded(
+            "maxRequestBytes",
+            raw.max_request_bytes.unwrap_or(1024 * 1024),
+        )?;
+        let max_observed_response_bytes = bounded(
+            "maxObservedResponseBytes",
+            raw.max_observed_response_bytes.unwrap_or(1024 * 1024),
+        )?;
+        let allowed_origins = patterns(
+            "allowedOrigins",
+            raw.allowed_origins,
+            DEFAULT_ORIGINS,
+            OriginPattern::parse,
+        )?;
+        let allowed_hosts = patterns(
+            "allowedHosts",
+            raw.allowed_hosts,
+            DEFAULT_HOSTS,
+            HostPattern::parse,
+        )?;
+        let headers = raw.routing_headers.unwrap_or_default();
+        let method_header = header_name("routingHeaders.method", headers.method, "x-mcp-method")?;
+        let name_header = header_name("routingHeaders.name", headers.name, "x-mcp-name")?;
+        if method_header == name_header {
+            return Err(invalid(
+                "routingHeaders.name",
+                "must differ from routingHeaders.method",
+            ));
+        }
+        let protocol_versions = match raw.protocol_versions {
+            None => KNOWN_VERSIONS.iter().map(|v| (*v).to_owned()).collect(),
+            Some(list) if list.is_empty() => {
+                return Err(invalid("protocolVersions", "must list at least one revision"))
+            }
+            Some(list) => {
+                for (i, v) in list.iter().enumerate() {
+                    if !KNOWN_VERSIONS.contains(&v.as_str()) {
+                        return Err(invalid(
+                            format!("protocolVersions[{i}]"),
+                            format!("unknown revision {v:?}; known: {}", KNOWN_VERSIONS.join(", ")),
+                        ));
+                    }
+                }
+                list
+            }
+        };
+        Ok(Config {
+            mcp_paths,
+            max_request_bytes,
+            max_observed_response_bytes,
+            require_session_id: raw.require_session_id.unwrap_or(true),
+            allowed_origins,
+            allowed_hosts,
+            method_header,
+            name_header,
+            protocol_versions,
+        })
+    }
+
+    /// Whether `path` (with any query string) is one of the MCP endpoints.
+    pub fn is_mcp_path(&self, path: &str) -> bool {
+        let path = path.split_once('?').map_or(path, |(p, _)| p);
+        self.mcp_paths.iter().any(|p| p == path)
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        // The defaults always compile; fall back to an explicit literal rather than panic.
+        Config::compile(RawConfig::default()).unwrap_or_else(|_| Config {
+            mcp_paths: vec!["/mcp".into()],
+            max_request_bytes: 1024 * 1024,
+            max_observed_response_bytes: 1024 * 1024,
+            require_session_id: true,
+            allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
+            method_header: "x-mcp-method".into(),
+            name_header: "x-mcp-name".into(),
+            protocol_versions: Vec::new(),
+        })
+    }
+}
+
+fn bounded(field: &str, value: u64) -> Result<usize, ConfigError> {
+    if value == 0 || value > MAX_REQUEST_BYTES_CEILING {
+        return Err(invalid(
+            field,
+            format!("must be between 1 and {MAX_REQUEST_BYTES_CEILING}, got {value}"),
+        ));
+    }
+    usize::try_from(value).map_err(|_| invalid(field, "too large for this platform"))
+}
+
+fn patterns<T>(
+    field: &str,
+    given: Option<Vec<String>>,
+    default: &[&str],
+    parse: fn(&str) -> Result<T, String>,
+) -> Result<Vec<T>, ConfigError> {
+    match given {
+        None => default
+            .iter()
+            .map(|p| parse(p).map_err(|e| invalid(field, e)))
+            .collect(),
+        Some(list) => list
+            .iter()
+            .enumerate()
+            .map(|(i, p)| parse(p).map_err(|e| invalid(format!("{field}[{i}]"), e)))
+            .collect(),
+    }
+}
+
+fn header_name(field: &str, given: Option<String>, default: &str) -> Result<String, ConfigError> {
+    let name = given.unwrap_or_else(|| default.to_owned());
+    let valid_token = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if !valid_token {
+        return Err(invalid(field, format!("{name:?} is not a valid header name")));
+    }
+    if name.starts_with(':') || name.eq_ignore_ascii_case("host") {
+        return Err(invalid(field, format!("{name:?} is reserved")));
+    }
+    Ok(name.to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error_of(json: &str) -> String {
+        match Config::from_json(json.as_bytes()) {
+            Ok(_) => unreachable!("{json} was accepted"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn empty_config_means_defaults() {
+        let cfg = Config::from_json(b"").unwrap_or_default();
+        assert_eq!(cfg.mcp_paths, vec!["/mcp"]);
+        assert_eq!(cfg.max_request_bytes, 1024 * 1024);
+        assert!(cfg.require_session_id);
+        assert_eq!(cfg.method_header, "x-mcp-method");
+        assert!(Config::from_json(b"{}").is_ok());
+    }
+
+    #[test]
+    fn unknown_fields_are_named() {
+        let e = error_of(r#"{"mcpPathz":["/mcp"]}"#);
+        assert!(e.contains("mcpPathz"), "{e}");
+        let e = error_of(r#"{"routingHeaders":{"methd":"x"}}"#);
+        assert!(e.contains("routingHeaders") && e.contains("methd"), "{e}");
+    }
+
+    #[test]
+    fn wrong_types_name_the_field() {
+        let e = error_of(r#"{"maxRequestBytes":"big"}"#);
+        assert!(e.contains("maxRequestBytes"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_the_field() {
+        for (json, field) in [
+            (r#"{"maxRequestBytes":0}"#, "maxRequestBytes"),
+            (r#"{"maxObservedResponseBytes":99999999999}"#, "maxObservedResponseBytes"),
+            (r#"{"mcpPaths":[]}"#, "mcpPaths"),
+            (r#"{"mcpPaths":["/ok","nope"]}"#, "mcpPaths[1]"),
+            (r#"{"allowedOrigins":["ftp//x"]}"#, "allowedOrigins[0]"),
+            (r#"{"allowedHosts":[""]}"#, "allowedHosts[0]"),
+            (r#"{"routingHeaders":{"method":"bad header"}}"#, "routingHeaders.method"),
+            (r#"{"routingHeaders":{"method":"a","name":"A"}}"#, "routingHeaders.name"),
+            (r#"{"protocolVersions":["1999-01-01"]}"#, "protocolVersions[0]"),
+        ] {
+            let e = error_of(json);
+            assert!(e.starts_with(field), "{json}: {e}");
+        }
+    }
+
+    #[test]
+    fn mcp_path_matching_ignores_the_query() {
+        let cfg = Config::default();
+        assert!(cfg.is_mcp_path("/mcp"));
+        assert!(cfg.is_mcp_path("/mcp?x=1"));
+        assert!(!cfg.is_mcp_path("/mcp/"));
+        assert!(!cfg.is_mcp_path("/other"));
+    }
+}

@@ -1,0 +1,15 @@
+//! Host-independent core of the MCP gateway filter.
+//!
+//! Everything here is plain Rust with no `proxy-wasm` dependency (the crate cannot import it), so
+//! `cargo test` runs it natively and the wasm glue in `filter/src` stays a thin adapter.
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod gate;
+pub mod jsonrpc;
+pub mod metrics;
+pub mod origin;
+pub mod protocol;
+pub mod response;
+pub mod sse;

@@ -1,0 +1,289 @@
+//! One HTTP stream through the gateway: host callbacks in, core decisions out.
+//!
+//! Request path: headers → `Pause` (Envoy keeps the headers, thanks to
+//! `allow_on_headers_stop_iteration`) → body buffered by Envoy until `end_of_stream` → one parse →
+//! routing headers set → `Continue`, and Envoy re-selects the route on the new headers.
+//! Response path: never held back; chunks are copied to the observer as they pass, except
+//! Envoy-generated 5xx pages, which are turned into JSON-RPC errors for the waiting client.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use mcp_gateway_core::config::Config;
+use mcp_gateway_core::gate::{self, Head, HeadVerdict, Reply};
+use mcp_gateway_core::jsonrpc::{self, code, MessageKind};
+use mcp_gateway_core::metrics::MethodLabel;
+use mcp_gateway_core::response::{body_kind, BodyKind, Outcome, ResponseObserver};
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::Action;
+
+use crate::host;
+use crate::stats::Stats;
+
+/// Filter-state names (Envoy prefixes them with `wasm.`).
+const FS_METHOD: &str = "mcp_method";
+const FS_NAME: &str = "mcp_name";
+const FS_OUTCOME: &str = "mcp_outcome";
+
+/// Longest upstream error text quoted in a JSON-RPC error.
+const MAX_QUOTED_ERROR: usize = 200;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Not an MCP request, or already finished with: every callback passes through.
+    Bypass,
+    /// Waiting for the whole request body.
+    ReadingBody,
+    /// Forwarded upstream; the response is being observed.
+    Forwarded,
+    /// The gateway answered locally; its own reply passes back through this filter untouched.
+    Replied,
+}
+
+pub struct GatewayHttp {
+    config: Rc<Config>,
+    stats: Rc<RefCell<Stats>>,
+    phase: Phase,
+    head: Head,
+    label: MethodLabel,
+    /// Raw JSON id of the request, for errors the gateway writes on the upstream's behalf.
+    request_id: Option<String>,
+    is_request: bool,
+    observer: Option<ResponseObserver>,
+    /// Buffering an Envoy-generated error page to replace it with a JSON-RPC error.
+    rewrite_error: Option<u16>,
+    /// The outcome has been counted (exactly once per request).
+    counted: bool,
+}
+
+impl GatewayHttp {
+    pub fn new(config: Rc<Config>, stats: Rc<RefCell<Stats>>) -> Self {
+        GatewayHttp {
+            config,
+            stats,
+            phase: Phase::Bypass,
+            head: Head::default(),
+            label: MethodLabel::extra(mcp_gateway_core::metrics::LABEL_UNPARSED),
+            request_id: None,
+            is_request: false,
+            observer: None,
+            rewrite_error: None,
+            counted: false,
+        }
+    }
+
+    fn read_head(&mut self, path: String) {
+        self.head = Head {
+            method: host::request_header(":method").unwrap_or_default(),
+            path,
+            authority: host::request_header(":authority"),
+            origin: host::request_header("origin"),
+            content_type: host::request_header("content-type"),
+            content_length: host::request_header("content-length").and_then(|v| v.parse().ok()),
+            session_id: host::request_header("mcp-session-id"),
+            protocol_version: host::request_header("mcp-protocol-version"),
+            mcp_method: host::request_header("mcp-method"),
+            mcp_name: host::request_header("mcp-name"),
+        };
+    }
+
+    /// Answers locally and counts it. The caller returns `Action::Pause`.
+    fn reply(&mut self, reply: Reply) {
+        self.phase = Phase::Replied;
+        {
+            let mut stats = self.stats.borrow_mut();
+            stats.rejected(reply.reason);
+            stats.request(reply.method, reply.reason.outcome());
+        }
+        host::set_filter_state(FS_OUTCOME, reply.reason.outcome().as_str());
+        let mut headers: Vec<(&str, &str)> = vec![("content-type", "application/json")];
+        headers.extend(reply.headers.iter().map(|(k, v)| (*k, v.as_str())));
+        host::send_reply(reply.status, &headers, reply.body.as_bytes());
+    }
+
+    /// Removes routing headers a client may have sent itself: only the gateway may set them.
+    fn clear_routing_headers(&self) {
+        host::set_request_header(&self.config.method_header, None);
+        host::set_request_header(&self.config.name_header, None);
+    }
+
+    fn finish(&mut self, reset: bool) {
+        let Some(observer) = self.observer.take() else {
+            return;
+        };
+        self.counted = true;
+        let summary = observer.finish(reset);
+        // GET streams and DELETE have no JSON-RPC answer: their outcome is the HTTP one.
+        let outcome = if !self.is_request && summary.outcome == Outcome::Incomplete && !reset {
+            Outcome::Ok
+        } else {
+            summary.outcome
+        };
+        let mut stats = self.stats.borrow_mut();
+        stats.request(self.label, outcome);
+        stats.stream(summary.notifications, summary.server_requests, summary.garbled);
+        drop(stats);
+        host::set_filter_state(FS_OUTCOME, outcome.as_str());
+    }
+
+    /// The JSON-RPC error that replaces an Envoy-generated 5xx page (no healthy upstream,
+    /// connect failure, timeout), so the client reads a protocol error, not HTML or plain text.
+    fn upstream_error_body(&self, status: u16, text: &[u8]) -> String {
+        let text = String::from_utf8_lossy(text);
+        let mut quoted: String = text.trim().chars().take(MAX_QUOTED_ERROR).collect();
+        if quoted.is_empty() {
+            quoted = format!("HTTP {status}");
+        }
+        jsonrpc::error_body(
+            self.request_id.as_deref(),
+            code::INTERNAL_ERROR,
+            &format!("Upstream MCP server unavailable: {quoted} (HTTP {status})"),
+            None,
+        )
+    }
+}
+
+impl Context for GatewayHttp {}
+
+impl HttpContext for GatewayHttp {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let Some(path) = host::request_header(":path") else {
+            return Action::Continue;
+        };
+        // Cheapest check first: non-MCP traffic costs one header read.
+        if !self.config.is_mcp_path(&path) {
+            return Action::Continue;
+        }
+        self.read_head(path);
+        match gate::on_head(&self.config, &self.head) {
+            HeadVerdict::Bypass => Action::Continue,
+            HeadVerdict::Reject(reply) => {
+                self.reply(reply);
+                Action::Pause
+            }
+            HeadVerdict::Forward(label) => {
+                self.clear_routing_headers();
+                self.label = label;
+                self.phase = Phase::Forwarded;
+                Action::Continue
+            }
+            HeadVerdict::ReadBody => {
+                self.phase = Phase::ReadingBody;
+                if end_of_stream {
+                    // A POST without a body: judge the empty body now.
+                    return self.on_http_request_body(0, true);
+                }
+                Action::Pause
+            }
+        }
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.phase != Phase::ReadingBody {
+            return Action::Continue;
+        }
+        if body_size > self.config.max_request_bytes {
+            self.reply(gate::too_large(&self.config));
+            return Action::Pause;
+        }
+        if !end_of_stream {
+            // Envoy buffers the body until we continue; `body_size` is the total so far.
+            return Action::Pause;
+        }
+        let body = if body_size == 0 {
+            Vec::new()
+        } else {
+            host::request_body(body_size).unwrap_or_default()
+        };
+        match gate::on_body(&self.config, &self.head, &body) {
+            Err(reply) => {
+                self.reply(reply);
+                Action::Pause
+            }
+            Ok(accepted) => {
+                let cfg = &self.config;
+                host::set_request_header(&cfg.method_header, Some(&accepted.method_value));
+                host::set_request_header(&cfg.name_header, accepted.name_value.as_deref());
+                host::set_filter_state(FS_METHOD, &accepted.method_value);
+                if let Some(name) = accepted.name_value.as_deref() {
+                    host::set_filter_state(FS_NAME, name);
+                }
+                self.label = accepted.label;
+                self.is_request = accepted.info.kind == MessageKind::Request;
+                self.request_id = accepted.info.id;
+                self.phase = Phase::Forwarded;
+                Action::Continue
+            }
+        }
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        if self.phase != Phase::Forwarded {
+            return Action::Continue;
+        }
+        let status = host::response_header(":status")
+            .and_then(|s| s.parse::<u16>().ok())
+            .unwrap_or(0);
+        let content_type = host::response_header("content-type");
+        let content_length =
+            host::response_header("content-length").and_then(|v| v.parse::<usize>().ok());
+        let kind = body_kind(content_type.as_deref());
+        self.observer = Some(ResponseObserver::new(
+            status,
+            content_type.as_deref(),
+            content_length,
+            self.config.max_observed_response_bytes,
+        ));
+        // Envoy's own error pages (no upstream, connect failure, timeout) are plain text. A
+        // JSON-RPC request deserves a JSON-RPC error, so buffer that small page and replace it.
+        if status >= 500 && self.is_request && kind == BodyKind::Other && !end_of_stream {
+            self.rewrite_error = Some(status);
+            host::set_response_header("content-length", None);
+            host::set_response_header("content-type", Some("application/json"));
+            return Action::Continue;
+        }
+        if end_of_stream {
+            self.finish(false);
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.phase != Phase::Forwarded {
+            return Action::Continue;
+        }
+        if let Some(status) = self.rewrite_error {
+            if !end_of_stream {
+                return Action::Pause;
+            }
+            let text = host::response_body(body_size).unwrap_or_default();
+            let body = self.upstream_error_body(status, &text);
+            host::replace_response_body(body_size, body.as_bytes());
+            self.finish(false);
+            return Action::Continue;
+        }
+        let wants = self.observer.as_ref().is_some_and(ResponseObserver::wants_body);
+        if wants && body_size > 0 {
+            if let Some(chunk) = host::response_body(body_size) {
+                if let Some(observer) = self.observer.as_mut() {
+                    observer.feed(&chunk);
+                }
+            }
+        }
+        if end_of_stream {
+            self.finish(false);
+        }
+        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        // The stream ended without a complete response (client gone, upstream reset).
+        if self.phase == Phase::Forwarded && !self.counted {
+            if self.observer.is_none() {
+                // No response headers ever arrived: count it as an upstream failure.
+                self.observer = Some(ResponseObserver::new(0, None, None, 0));
+            }
+            self.finish(true);
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! The root context: compiles the plugin configuration and creates one HTTP context per request.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use mcp_gateway_core::config::Config;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::ContextType;
+
+use crate::host;
+use crate::http::GatewayHttp;
+use crate::stats::Stats;
+
+#[derive(Default)]
+pub struct GatewayRoot {
+    config: Option<Rc<Config>>,
+    stats: Rc<RefCell<Stats>>,
+}
+
+impl Context for GatewayRoot {}
+
+impl RootContext for GatewayRoot {
+    /// Returning false makes Envoy reject the filter (and `envoy --mode validate` fail), with the
+    /// logged message naming the offending field.
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let raw = host::plugin_configuration().unwrap_or_default();
+        match Config::from_json(&raw) {
+            Ok(config) => {
+                self.config = Some(Rc::new(config));
+                true
+            }
+            Err(e) => {
+                log::error!("mcp_gateway: invalid plugin configuration: {e}");
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        // Without a valid configuration Envoy never serves traffic through this filter; the
+        // default keeps the SDK's dispatcher from panicking on `None` all the same.
+        let config = self.config.clone().unwrap_or_default();
+        Some(Box::new(GatewayHttp::new(config, self.stats.clone())))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}

@@ -1,0 +1,90 @@
+//! Envoy stats for the gateway, defined lazily and cached per VM.
+//!
+//! Every name comes from `mcp_gateway_core::metrics`, whose label values are closed sets, so the
+//! table sizes are fixed and a stat id is an index away after its first use.
+
+use mcp_gateway_core::metrics::{self, MethodLabel, RejectReason};
+use mcp_gateway_core::response::Outcome;
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::MetricType;
+
+const OUTCOMES: usize = Outcome::ALL.len();
+
+pub struct Stats {
+    requests: Vec<Option<u32>>,
+    rejected: Vec<Option<u32>>,
+    garbled: Option<u32>,
+    notifications: Option<u32>,
+    server_requests: Option<u32>,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            requests: vec![None; MethodLabel::COUNT * OUTCOMES],
+            rejected: vec![None; RejectReason::ALL.len()],
+            garbled: None,
+            notifications: None,
+            server_requests: None,
+        }
+    }
+}
+
+fn counter(slot: &mut Option<u32>, name: impl FnOnce() -> String) -> Option<u32> {
+    if slot.is_none() {
+        let name = name();
+        match hostcalls::define_metric(MetricType::Counter, &name) {
+            Ok(id) => *slot = Some(id),
+            Err(status) => log::warn!("could not define metric {name}: {status:?}"),
+        }
+    }
+    *slot
+}
+
+fn add(id: Option<u32>, n: u64) {
+    if let Some(id) = id {
+        if n > 0 {
+            let _ = hostcalls::increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+}
+
+impl Stats {
+    pub fn request(&mut self, method: MethodLabel, outcome: Outcome) {
+        let i = method.index() * OUTCOMES + outcome.index();
+        if let Some(slot) = self.requests.get_mut(i) {
+            add(counter(slot, || metrics::requests_total(method, outcome)), 1);
+        }
+    }
+
+    pub fn rejected(&mut self, reason: RejectReason) {
+        if let Some(slot) = self.rejected.get_mut(reason.index()) {
+            add(counter(slot, || metrics::rejected_total(reason)), 1);
+        }
+    }
+
+    pub fn stream(&mut self, notifications: u32, server_requests: u32, garbled: u32) {
+        if notifications > 0 {
+            add(
+                counter(&mut self.notifications, || {
+                    metrics::STREAM_NOTIFICATIONS_TOTAL.to_owned()
+                }),
+                u64::from(notifications),
+            );
+        }
+        if server_requests > 0 {
+            add(
+                counter(&mut self.server_requests, || {
+                    metrics::STREAM_SERVER_REQUESTS_TOTAL.to_owned()
+                }),
+                u64::from(server_requests),
+            );
+        }
+        if garbled > 0 {
+            add(
+                counter(&mut self.garbled, || metrics::UPSTREAM_GARBLED_TOTAL.to_owned()),
+                u64::from(garbled),
+            );
+        }
+    }
+}
