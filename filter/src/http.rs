@@ -10,13 +10,16 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use mcp_gateway_core::config::Config;
+use mcp_gateway_core::federation::stream::StreamRewriter;
 use mcp_gateway_core::gate::{self, Head, HeadVerdict, Reply};
-use mcp_gateway_core::jsonrpc::{self, code, MessageKind};
+use mcp_gateway_core::jsonrpc::{self, code, MessageKind, RequestInfo};
 use mcp_gateway_core::metrics::MethodLabel;
 use mcp_gateway_core::response::{body_kind, BodyKind, Outcome, ResponseObserver};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
+use crate::cache::ListCache;
+use crate::federate::{Next, Work};
 use crate::host;
 use crate::stats::Stats;
 
@@ -41,10 +44,21 @@ enum Phase {
 }
 
 pub struct GatewayHttp {
-    config: Rc<Config>,
-    stats: Rc<RefCell<Stats>>,
+    pub(crate) config: Rc<Config>,
+    pub(crate) stats: Rc<RefCell<Stats>>,
+    pub(crate) cache: Rc<RefCell<ListCache>>,
     phase: Phase,
-    head: Head,
+    pub(crate) head: Head,
+    /// The accepted message (federation plans on it).
+    pub(crate) info: Option<RequestInfo>,
+    /// A fan-out in flight (federation).
+    pub(crate) work: Option<Work>,
+    /// The request body, kept while a list is fetched before routing (federation).
+    pub(crate) pending_body: Option<Vec<u8>>,
+    /// The server a federated request was routed to.
+    pub(crate) route_server: Option<String>,
+    /// Rewrites a routed SSE response (server-to-client request ids).
+    rewriter: Option<StreamRewriter>,
     label: MethodLabel,
     /// Raw JSON id of the request, for errors the gateway writes on the upstream's behalf.
     request_id: Option<String>,
@@ -57,12 +71,22 @@ pub struct GatewayHttp {
 }
 
 impl GatewayHttp {
-    pub fn new(config: Rc<Config>, stats: Rc<RefCell<Stats>>) -> Self {
+    pub fn new(
+        config: Rc<Config>,
+        stats: Rc<RefCell<Stats>>,
+        cache: Rc<RefCell<ListCache>>,
+    ) -> Self {
         GatewayHttp {
             config,
             stats,
+            cache,
             phase: Phase::Bypass,
             head: Head::default(),
+            info: None,
+            work: None,
+            pending_body: None,
+            route_server: None,
+            rewriter: None,
             label: MethodLabel::extra(mcp_gateway_core::metrics::LABEL_UNPARSED),
             request_id: None,
             is_request: false,
@@ -101,6 +125,33 @@ impl GatewayHttp {
         host::send_reply(reply.status, &headers, reply.body.as_bytes());
     }
 
+    /// Answers a valid request locally (federation: merged lists, initialize, ping, errors).
+    pub(crate) fn local_answer(&mut self, status: u16, body: &str, session_id: Option<&str>) {
+        self.phase = Phase::Replied;
+        let outcome = if status == 202 {
+            Outcome::Accepted
+        } else {
+            let mut observer = ResponseObserver::new(
+                status,
+                Some("application/json"),
+                Some(body.len()),
+                body.len().max(1),
+            );
+            observer.feed(body.as_bytes());
+            observer.finish(false).outcome
+        };
+        self.stats.borrow_mut().request(self.label, outcome);
+        host::set_filter_state(FS_OUTCOME, outcome.as_str());
+        let mut headers: Vec<(&str, &str)> = Vec::with_capacity(2);
+        if !body.is_empty() {
+            headers.push(("content-type", "application/json"));
+        }
+        if let Some(id) = session_id {
+            headers.push(("mcp-session-id", id));
+        }
+        host::send_reply(status, &headers, body.as_bytes());
+    }
+
     /// Removes routing headers a client may have sent itself: only the gateway may set them.
     fn clear_routing_headers(&self) {
         host::set_request_header(&self.config.method_header, None);
@@ -121,7 +172,11 @@ impl GatewayHttp {
         };
         let mut stats = self.stats.borrow_mut();
         stats.request(self.label, outcome);
-        stats.stream(summary.notifications, summary.server_requests, summary.garbled);
+        stats.stream(
+            summary.notifications,
+            summary.server_requests,
+            summary.garbled,
+        );
         drop(stats);
         host::set_filter_state(FS_OUTCOME, outcome.as_str());
     }
@@ -134,16 +189,34 @@ impl GatewayHttp {
         if quoted.is_empty() {
             quoted = format!("HTTP {status}");
         }
+        let server = self
+            .route_server
+            .as_deref()
+            .map(|s| format!(" '{s}'"))
+            .unwrap_or_default();
         jsonrpc::error_body(
             self.request_id.as_deref(),
             code::INTERNAL_ERROR,
-            &format!("Upstream MCP server unavailable: {quoted} (HTTP {status})"),
+            &format!("Upstream MCP server{server} unavailable: {quoted} (HTTP {status})"),
             None,
         )
     }
 }
 
-impl Context for GatewayHttp {}
+impl Context for GatewayHttp {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        let config = self.config.clone();
+        if let Some(fed) = config.federation.as_ref() {
+            self.on_callout(fed, token_id, body_size);
+        }
+    }
+}
 
 impl HttpContext for GatewayHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
@@ -165,6 +238,21 @@ impl HttpContext for GatewayHttp {
                 self.clear_routing_headers();
                 self.label = label;
                 self.phase = Phase::Forwarded;
+                let config = self.config.clone();
+                if let Some(fed) = config.federation.as_ref() {
+                    return match self.head.method.as_str() {
+                        "DELETE" => match self.federate_delete(fed) {
+                            Next::Continue => Action::Continue,
+                            Next::Pause => Action::Pause,
+                        },
+                        // No merged server-initiated stream: see docs/federation.md.
+                        "GET" => {
+                            self.local_answer(405, "", None);
+                            Action::Pause
+                        }
+                        _ => Action::Continue,
+                    };
+                }
                 Action::Continue
             }
             HeadVerdict::ReadBody => {
@@ -210,8 +298,16 @@ impl HttpContext for GatewayHttp {
                 }
                 self.label = accepted.label;
                 self.is_request = accepted.info.kind == MessageKind::Request;
-                self.request_id = accepted.info.id;
+                self.request_id = accepted.info.id.clone();
                 self.phase = Phase::Forwarded;
+                let config = self.config.clone();
+                if let Some(fed) = config.federation.as_ref() {
+                    self.info = Some(accepted.info);
+                    return match self.federate(fed, &body) {
+                        Next::Continue => Action::Continue,
+                        Next::Pause => Action::Pause,
+                    };
+                }
                 Action::Continue
             }
         }
@@ -228,9 +324,24 @@ impl HttpContext for GatewayHttp {
         let content_length =
             host::response_header("content-length").and_then(|v| v.parse::<usize>().ok());
         let kind = body_kind(content_type.as_deref());
+        let mut observed_type = content_type.as_deref();
+        if let Some(server) = self.route_server.as_deref() {
+            // The client knows only the gateway's session id, never an upstream's.
+            if host::response_header("mcp-session-id").is_some() {
+                host::set_response_header("mcp-session-id", self.head.session_id.as_deref());
+            }
+            if kind == BodyKind::EventStream && (200..300).contains(&status) {
+                self.rewriter = Some(StreamRewriter::new(
+                    server,
+                    self.config.max_observed_response_bytes,
+                ));
+                host::set_response_header("content-length", None);
+                observed_type = None;
+            }
+        }
         self.observer = Some(ResponseObserver::new(
             status,
-            content_type.as_deref(),
+            observed_type,
             content_length,
             self.config.max_observed_response_bytes,
         ));
@@ -262,7 +373,35 @@ impl HttpContext for GatewayHttp {
             self.finish(false);
             return Action::Continue;
         }
-        let wants = self.observer.as_ref().is_some_and(ResponseObserver::wants_body);
+        if let Some(rewriter) = self.rewriter.as_mut() {
+            let chunk = if body_size > 0 {
+                host::response_body(body_size).unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            let observer = &mut self.observer;
+            let out = rewriter.feed(&chunk, |m| {
+                if let Some(o) = observer.as_mut() {
+                    o.message(m);
+                }
+            });
+            host::replace_response_body(body_size, out);
+            if end_of_stream {
+                let changed = std::mem::take(&mut rewriter.list_changed);
+                if !changed.is_empty() {
+                    self.cache.borrow_mut().invalidate(&changed);
+                }
+                self.finish(false);
+            } else if !rewriter.list_changed.is_empty() {
+                let changed = std::mem::take(&mut rewriter.list_changed);
+                self.cache.borrow_mut().invalidate(&changed);
+            }
+            return Action::Continue;
+        }
+        let wants = self
+            .observer
+            .as_ref()
+            .is_some_and(ResponseObserver::wants_body);
         if wants && body_size > 0 {
             if let Some(chunk) = host::response_body(body_size) {
                 if let Some(observer) = self.observer.as_mut() {

@@ -4,6 +4,8 @@
 //! asks the core for a decision, and carries it out; the decisions themselves are tested natively
 //! in `filter/core`.
 
+mod cache;
+mod federate;
 mod host;
 mod http;
 mod root;

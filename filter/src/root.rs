@@ -7,6 +7,7 @@ use mcp_gateway_core::config::Config;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 
+use crate::cache::ListCache;
 use crate::host;
 use crate::http::GatewayHttp;
 use crate::stats::Stats;
@@ -15,6 +16,7 @@ use crate::stats::Stats;
 pub struct GatewayRoot {
     config: Option<Rc<Config>>,
     stats: Rc<RefCell<Stats>>,
+    cache: Rc<RefCell<ListCache>>,
 }
 
 impl Context for GatewayRoot {}
@@ -26,6 +28,9 @@ impl RootContext for GatewayRoot {
         let raw = host::plugin_configuration().unwrap_or_default();
         match Config::from_json(&raw) {
             Ok(config) => {
+                // Lists cached under one configuration must not answer for another that shares
+                // the VM id (e.g. after a reload that changed the servers).
+                self.cache = Rc::new(RefCell::new(ListCache::new(fingerprint(&raw))));
                 self.config = Some(Rc::new(config));
                 true
             }
@@ -40,10 +45,24 @@ impl RootContext for GatewayRoot {
         // Without a valid configuration Envoy never serves traffic through this filter; the
         // default keeps the SDK's dispatcher from panicking on `None` all the same.
         let config = self.config.clone().unwrap_or_default();
-        Some(Box::new(GatewayHttp::new(config, self.stats.clone())))
+        Some(Box::new(GatewayHttp::new(
+            config,
+            self.stats.clone(),
+            self.cache.clone(),
+        )))
     }
 
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
     }
+}
+
+/// FNV-1a of the plugin configuration, as a short namespace for shared-data keys.
+fn fingerprint(bytes: &[u8]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
 }

@@ -16,6 +16,7 @@ pub struct Stats {
     garbled: Option<u32>,
     notifications: Option<u32>,
     server_requests: Option<u32>,
+    upstream_failures: std::collections::HashMap<String, Option<u32>>,
 }
 
 impl Default for Stats {
@@ -26,6 +27,7 @@ impl Default for Stats {
             garbled: None,
             notifications: None,
             server_requests: None,
+            upstream_failures: std::collections::HashMap::new(),
         }
     }
 }
@@ -53,7 +55,10 @@ impl Stats {
     pub fn request(&mut self, method: MethodLabel, outcome: Outcome) {
         let i = method.index() * OUTCOMES + outcome.index();
         if let Some(slot) = self.requests.get_mut(i) {
-            add(counter(slot, || metrics::requests_total(method, outcome)), 1);
+            add(
+                counter(slot, || metrics::requests_total(method, outcome)),
+                1,
+            );
         }
     }
 
@@ -61,6 +66,25 @@ impl Stats {
         if let Some(slot) = self.rejected.get_mut(reason.index()) {
             add(counter(slot, || metrics::rejected_total(reason)), 1);
         }
+    }
+
+    /// Counts a failed call to a configured upstream server (names come from config: bounded).
+    pub fn upstream_failure(
+        &mut self,
+        fed: &mcp_gateway_core::federation::Federation,
+        server: &str,
+    ) {
+        if fed.server(server).is_none() {
+            return;
+        }
+        let slot = self
+            .upstream_failures
+            .entry(server.to_owned())
+            .or_insert(None);
+        add(
+            counter(slot, || metrics::upstream_failures_total(server)),
+            1,
+        );
     }
 
     pub fn stream(&mut self, notifications: u32, server_requests: u32, garbled: u32) {
@@ -82,7 +106,9 @@ impl Stats {
         }
         if garbled > 0 {
             add(
-                counter(&mut self.garbled, || metrics::UPSTREAM_GARBLED_TOTAL.to_owned()),
+                counter(&mut self.garbled, || {
+                    metrics::UPSTREAM_GARBLED_TOTAL.to_owned()
+                }),
                 u64::from(garbled),
             );
         }

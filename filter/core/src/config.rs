@@ -7,8 +7,11 @@
 
 use serde::Deserialize;
 
+use crate::federation::config::{RawFederation, RawServer};
+use crate::federation::session::SessionCodec;
+use crate::federation::Federation;
 use crate::origin::{HostPattern, OriginPattern};
-use crate::protocol::KNOWN_VERSIONS;
+use crate::protocol::{is_stateless, KNOWN_VERSIONS};
 
 /// Largest request body the gateway will buffer, whatever the config says: Envoy's own buffer
 /// limits and the wasm VM's memory make larger bodies a liability.
@@ -41,8 +44,14 @@ pub struct RawConfig {
     pub allowed_hosts: Option<Vec<String>>,
     /// Names of the request headers the filter sets from the body, for Envoy's routing.
     pub routing_headers: Option<RawRoutingHeaders>,
-    /// `MCP-Protocol-Version` values accepted. Default: every revision the gateway knows.
+    /// `MCP-Protocol-Version` values accepted. Default: every revision the gateway knows
+    /// (with `servers`: the session-based ones, see docs/federation.md).
     pub protocol_versions: Option<Vec<String>>,
+    /// Upstream MCP servers to federate behind this one endpoint. Absent: the gateway proxies to
+    /// whatever Envoy's route picks, as one server.
+    pub servers: Option<Vec<RawServer>>,
+    /// Federation settings (name prefixes, session key, list cache).
+    pub federation: Option<RawFederation>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -55,7 +64,7 @@ pub struct RawRoutingHeaders {
 }
 
 /// The compiled, validated configuration.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Config {
     pub mcp_paths: Vec<String>,
     pub max_request_bytes: usize,
@@ -66,6 +75,9 @@ pub struct Config {
     pub method_header: String,
     pub name_header: String,
     pub protocol_versions: Vec<String>,
+    pub federation: Option<Federation>,
+    /// Seals gateway session ids; present with `federation`.
+    pub sessions: Option<SessionCodec>,
 }
 
 /// A configuration error; the message starts with the path of the offending field.
@@ -156,17 +168,37 @@ impl Config {
                 "must differ from routingHeaders.method",
             ));
         }
+        let federation = match raw.servers {
+            Some(servers) => Some(Federation::compile(servers, raw.federation, header_name)?),
+            None if raw.federation.is_some() => {
+                return Err(invalid("federation", "needs servers to federate"))
+            }
+            None => None,
+        };
         let protocol_versions = match raw.protocol_versions {
+            // Federation speaks the session-based revisions for now: a 2026-07-28 client gets
+            // UnsupportedProtocolVersion listing them and falls back (docs/federation.md).
+            None if federation.is_some() => KNOWN_VERSIONS
+                .iter()
+                .filter(|v| !is_stateless(v))
+                .map(|v| (*v).to_owned())
+                .collect(),
             None => KNOWN_VERSIONS.iter().map(|v| (*v).to_owned()).collect(),
             Some(list) if list.is_empty() => {
-                return Err(invalid("protocolVersions", "must list at least one revision"))
+                return Err(invalid(
+                    "protocolVersions",
+                    "must list at least one revision",
+                ))
             }
             Some(list) => {
                 for (i, v) in list.iter().enumerate() {
                     if !KNOWN_VERSIONS.contains(&v.as_str()) {
                         return Err(invalid(
                             format!("protocolVersions[{i}]"),
-                            format!("unknown revision {v:?}; known: {}", KNOWN_VERSIONS.join(", ")),
+                            format!(
+                                "unknown revision {v:?}; known: {}",
+                                KNOWN_VERSIONS.join(", ")
+                            ),
                         ));
                     }
                 }
@@ -183,6 +215,10 @@ impl Config {
             method_header,
             name_header,
             protocol_versions,
+            sessions: federation
+                .as_ref()
+                .map(|f| SessionCodec::new(&f.session_key)),
+            federation,
         })
     }
 
@@ -206,6 +242,8 @@ impl Default for Config {
             method_header: "x-mcp-method".into(),
             name_header: "x-mcp-name".into(),
             protocol_versions: Vec::new(),
+            federation: None,
+            sessions: None,
         })
     }
 }
@@ -246,7 +284,10 @@ fn header_name(field: &str, given: Option<String>, default: &str) -> Result<Stri
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
     if !valid_token {
-        return Err(invalid(field, format!("{name:?} is not a valid header name")));
+        return Err(invalid(
+            field,
+            format!("{name:?} is not a valid header name"),
+        ));
     }
     if name.starts_with(':') || name.eq_ignore_ascii_case("host") {
         return Err(invalid(field, format!("{name:?} is reserved")));
@@ -293,14 +334,26 @@ mod tests {
     fn bad_values_name_the_field() {
         for (json, field) in [
             (r#"{"maxRequestBytes":0}"#, "maxRequestBytes"),
-            (r#"{"maxObservedResponseBytes":99999999999}"#, "maxObservedResponseBytes"),
+            (
+                r#"{"maxObservedResponseBytes":99999999999}"#,
+                "maxObservedResponseBytes",
+            ),
             (r#"{"mcpPaths":[]}"#, "mcpPaths"),
             (r#"{"mcpPaths":["/ok","nope"]}"#, "mcpPaths[1]"),
             (r#"{"allowedOrigins":["ftp//x"]}"#, "allowedOrigins[0]"),
             (r#"{"allowedHosts":[""]}"#, "allowedHosts[0]"),
-            (r#"{"routingHeaders":{"method":"bad header"}}"#, "routingHeaders.method"),
-            (r#"{"routingHeaders":{"method":"a","name":"A"}}"#, "routingHeaders.name"),
-            (r#"{"protocolVersions":["1999-01-01"]}"#, "protocolVersions[0]"),
+            (
+                r#"{"routingHeaders":{"method":"bad header"}}"#,
+                "routingHeaders.method",
+            ),
+            (
+                r#"{"routingHeaders":{"method":"a","name":"A"}}"#,
+                "routingHeaders.name",
+            ),
+            (
+                r#"{"protocolVersions":["1999-01-01"]}"#,
+                "protocolVersions[0]",
+            ),
         ] {
             let e = error_of(json);
             assert!(e.starts_with(field), "{json}: {e}");

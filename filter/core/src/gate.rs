@@ -7,7 +7,9 @@
 
 use crate::config::Config;
 use crate::jsonrpc::{self, code, MessageKind, ParseError, RequestInfo};
-use crate::metrics::{MethodLabel, RejectReason, LABEL_DELETE, LABEL_GET, LABEL_OTHER, LABEL_UNPARSED};
+use crate::metrics::{
+    MethodLabel, RejectReason, LABEL_DELETE, LABEL_GET, LABEL_OTHER, LABEL_UNPARSED,
+};
 use crate::origin::{host_allowed, origin_allowed};
 use crate::protocol::{self, decode_header_value, encode_header_value, is_stateless};
 use crate::response::{body_kind, BodyKind};
@@ -176,7 +178,9 @@ pub fn on_head(cfg: &Config, head: &Head) -> HeadVerdict {
                 code::INVALID_REQUEST,
                 "Method Not Allowed: the MCP endpoint accepts POST, GET and DELETE",
             );
-            reply.headers.push(("allow", "GET, POST, DELETE, OPTIONS".to_owned()));
+            reply
+                .headers
+                .push(("allow", "GET, POST, DELETE, OPTIONS".to_owned()));
             HeadVerdict::Reject(reply)
         }
     }
@@ -207,13 +211,20 @@ fn check_protocol_version(cfg: &Config, head: &Head, label: MethodLabel) -> Opti
     jsonrpc::push_json_string(&mut requested_json, requested);
     let data = format!("{{\"supported\":{supported},\"requested\":{requested_json}}}");
     Some(
-        Reply::new(400, RejectReason::UnsupportedProtocolVersion, label, None, 0, "")
-            .with_data(
-                None,
-                code::UNSUPPORTED_PROTOCOL_VERSION,
-                "Unsupported protocol version",
-                &data,
-            ),
+        Reply::new(
+            400,
+            RejectReason::UnsupportedProtocolVersion,
+            label,
+            None,
+            0,
+            "",
+        )
+        .with_data(
+            None,
+            code::UNSUPPORTED_PROTOCOL_VERSION,
+            "Unsupported protocol version",
+            &data,
+        ),
     )
 }
 
@@ -272,14 +283,17 @@ pub fn on_body(cfg: &Config, head: &Head, body: &[u8]) -> Result<Accepted, Reply
     };
     let id = info.id.as_deref();
     check_mirrored_headers(head, &info, label)?;
-    let exempt = matches!(info.method.as_deref(), Some("initialize" | "server/discover"));
+    let exempt = matches!(
+        info.method.as_deref(),
+        Some("initialize" | "server/discover")
+    );
     if needs_session(cfg, head) && head.session_id.is_none() && !exempt {
         return Err(missing_session(label, id));
     }
-    let method_value = info
-        .method
-        .as_deref()
-        .map_or_else(|| "response".to_owned(), |m| encode_header_value(m).into_owned());
+    let method_value = info.method.as_deref().map_or_else(
+        || "response".to_owned(),
+        |m| encode_header_value(m).into_owned(),
+    );
     let name_value = info.target().map(|t| encode_header_value(t).into_owned());
     Ok(Accepted {
         info,
@@ -292,7 +306,11 @@ pub fn on_body(cfg: &Config, head: &Head, body: &[u8]) -> Result<Accepted, Reply
 /// `Mcp-Method`/`Mcp-Name`/`MCP-Protocol-Version` must agree with the body. They are required
 /// from 2026-07-28 on and checked whenever present before that: an intermediary may already have
 /// routed on them, so a disagreement is a security problem whatever the revision.
-fn check_mirrored_headers(head: &Head, info: &RequestInfo, label: MethodLabel) -> Result<(), Reply> {
+fn check_mirrored_headers(
+    head: &Head,
+    info: &RequestInfo,
+    label: MethodLabel,
+) -> Result<(), Reply> {
     let id = info.id.as_deref();
     let stateless = is_stateless(version_of(head));
     let is_request = info.kind != MessageKind::Response;
@@ -405,7 +423,8 @@ mod tests {
         serde_json::from_str(body).unwrap_or_default()
     }
 
-    const CALL: &str = r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"echo","arguments":{}}}"#;
+    const CALL: &str =
+        r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"echo","arguments":{}}}"#;
 
     #[test]
     fn non_mcp_paths_are_left_alone_whatever_they_carry() {
@@ -422,45 +441,92 @@ mod tests {
     #[test]
     fn foreign_origins_and_hosts_get_403_with_a_jsonrpc_body() {
         let cfg = Config::default();
-        let r = rejected(on_head(&cfg, &Head { origin: Some("http://evil.example".into()), ..head("POST") }));
+        let r = rejected(on_head(
+            &cfg,
+            &Head {
+                origin: Some("http://evil.example".into()),
+                ..head("POST")
+            },
+        ));
         assert_eq!((r.status, r.reason), (403, R::Origin));
         assert!(json(&r.body)["id"].is_null());
-        let r = rejected(on_head(&cfg, &Head { authority: Some("evil.example".into()), ..head("POST") }));
+        let r = rejected(on_head(
+            &cfg,
+            &Head {
+                authority: Some("evil.example".into()),
+                ..head("POST")
+            },
+        ));
         assert_eq!((r.status, r.reason), (403, R::Host));
-        let ok = Head { origin: Some("http://localhost:1234".into()), ..head("POST") };
+        let ok = Head {
+            origin: Some("http://localhost:1234".into()),
+            ..head("POST")
+        };
         assert_eq!(on_head(&cfg, &ok), HeadVerdict::ReadBody);
     }
 
     #[test]
     fn wrong_content_type_is_415_and_unknown_methods_405() {
         let cfg = Config::default();
-        let r = rejected(on_head(&cfg, &Head { content_type: Some("text/plain".into()), ..head("POST") }));
+        let r = rejected(on_head(
+            &cfg,
+            &Head {
+                content_type: Some("text/plain".into()),
+                ..head("POST")
+            },
+        ));
         assert_eq!((r.status, r.reason), (415, R::UnsupportedMediaType));
-        let r = rejected(on_head(&cfg, &Head { content_type: None, ..head("POST") }));
+        let r = rejected(on_head(
+            &cfg,
+            &Head {
+                content_type: None,
+                ..head("POST")
+            },
+        ));
         assert_eq!(r.status, 415);
         let r = rejected(on_head(&cfg, &head("PUT")));
         assert_eq!(r.status, 405);
-        assert!(r.headers.iter().any(|(k, v)| *k == "allow" && v.contains("POST")));
+        assert!(r
+            .headers
+            .iter()
+            .any(|(k, v)| *k == "allow" && v.contains("POST")));
     }
 
     #[test]
     fn declared_oversize_is_413_before_the_body_arrives() {
         let cfg = Config::from_json(br#"{"maxRequestBytes":10}"#).unwrap_or_default();
-        let r = rejected(on_head(&cfg, &Head { content_length: Some(11), ..head("POST") }));
+        let r = rejected(on_head(
+            &cfg,
+            &Head {
+                content_length: Some(11),
+                ..head("POST")
+            },
+        ));
         assert_eq!(r.status, 413);
-        assert!(json(&r.body)["error"]["message"].as_str().unwrap_or_default().contains("maxRequestBytes"));
+        assert!(json(&r.body)["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("maxRequestBytes"));
         assert_eq!(body_err(&cfg, &head("POST"), CALL).status, 413);
     }
 
     #[test]
     fn unknown_protocol_versions_get_32022_with_supported_list() {
         let cfg = Config::default();
-        let r = rejected(on_head(&cfg, &Head { protocol_version: Some("1999-01-01".into()), ..head("POST") }));
+        let r = rejected(on_head(
+            &cfg,
+            &Head {
+                protocol_version: Some("1999-01-01".into()),
+                ..head("POST")
+            },
+        ));
         assert_eq!(r.status, 400);
         let v = json(&r.body);
         assert_eq!(v["error"]["code"], -32022);
         assert_eq!(v["error"]["data"]["requested"], "1999-01-01");
-        assert!(v["error"]["data"]["supported"].as_array().is_some_and(|a| !a.is_empty()));
+        assert!(v["error"]["data"]["supported"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty()));
     }
 
     #[test]
@@ -469,9 +535,21 @@ mod tests {
         let h = head("POST");
         for (body, code, reason) in [
             ("{bad json", -32700, R::ParseError),
-            (r#"{"jsonrpc":"1.0","id":1,"method":"ping"}"#, -32600, R::InvalidRequest),
-            (r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#, -32600, R::Batch),
-            (r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":1}}"#, -32602, R::InvalidParams),
+            (
+                r#"{"jsonrpc":"1.0","id":1,"method":"ping"}"#,
+                -32600,
+                R::InvalidRequest,
+            ),
+            (
+                r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#,
+                -32600,
+                R::Batch,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":1}}"#,
+                -32602,
+                R::InvalidParams,
+            ),
         ] {
             let r = body_err(&cfg, &h, body);
             assert_eq!((r.status, r.reason), (400, reason), "{body}");
@@ -482,15 +560,29 @@ mod tests {
     #[test]
     fn session_revisions_need_a_session_id_except_for_initialize() {
         let cfg = Config::default();
-        let no_session = Head { session_id: None, ..head("POST") };
+        let no_session = Head {
+            session_id: None,
+            ..head("POST")
+        };
         let r = body_err(&cfg, &no_session, CALL);
         assert_eq!((r.status, r.reason), (400, R::MissingSession));
         assert_eq!(json(&r.body)["id"], 4);
         let init = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{}}"#;
-        assert!(on_body(&cfg, &Head { protocol_version: None, ..no_session.clone() }, init.as_bytes()).is_ok());
+        assert!(on_body(
+            &cfg,
+            &Head {
+                protocol_version: None,
+                ..no_session.clone()
+            },
+            init.as_bytes()
+        )
+        .is_ok());
         let relaxed = Config::from_json(br#"{"requireSessionId":false}"#).unwrap_or_default();
         assert!(on_body(&relaxed, &no_session, CALL.as_bytes()).is_ok());
-        let del = Head { session_id: None, ..head("DELETE") };
+        let del = Head {
+            session_id: None,
+            ..head("DELETE")
+        };
         assert_eq!(rejected(on_head(&cfg, &del)).reason, R::MissingSession);
     }
 
@@ -504,28 +596,53 @@ mod tests {
         };
         assert!(on_body(&cfg, &good, CALL.as_bytes()).is_ok());
         let cases = [
-            Head { mcp_method: None, ..good.clone() },
-            Head { mcp_name: None, ..good.clone() },
-            Head { mcp_method: Some("tools/list".into()), ..good.clone() },
-            Head { mcp_name: Some("other".into()), ..good.clone() },
-            Head { mcp_name: Some("=?base64?!!?=".into()), ..good.clone() },
+            Head {
+                mcp_method: None,
+                ..good.clone()
+            },
+            Head {
+                mcp_name: None,
+                ..good.clone()
+            },
+            Head {
+                mcp_method: Some("tools/list".into()),
+                ..good.clone()
+            },
+            Head {
+                mcp_name: Some("other".into()),
+                ..good.clone()
+            },
+            Head {
+                mcp_name: Some("=?base64?!!?=".into()),
+                ..good.clone()
+            },
         ];
         for h in cases {
             let r = body_err(&cfg, &h, CALL);
             assert_eq!((r.status, r.reason), (400, R::HeaderMismatch), "{h:?}");
             assert_eq!(json(&r.body)["error"]["code"], -32020);
         }
-        let encoded = Head { mcp_name: Some("=?base64?ZWNobw==?=".into()), ..good.clone() };
+        let encoded = Head {
+            mcp_name: Some("=?base64?ZWNobw==?=".into()),
+            ..good.clone()
+        };
         assert!(on_body(&cfg, &encoded, CALL.as_bytes()).is_ok());
         let meta = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2025-11-25"}}}"#;
-        let h = Head { mcp_method: Some("tools/list".into()), mcp_name: None, ..stateless() };
+        let h = Head {
+            mcp_method: Some("tools/list".into()),
+            mcp_name: None,
+            ..stateless()
+        };
         assert_eq!(body_err(&cfg, &h, meta).reason, R::HeaderMismatch);
     }
 
     #[test]
     fn mirrored_headers_are_checked_on_older_revisions_when_present() {
         let cfg = Config::default();
-        let h = Head { mcp_method: Some("tools/list".into()), ..head("POST") };
+        let h = Head {
+            mcp_method: Some("tools/list".into()),
+            ..head("POST")
+        };
         assert_eq!(body_err(&cfg, &h, CALL).reason, R::HeaderMismatch);
         assert!(on_body(&cfg, &head("POST"), CALL.as_bytes()).is_ok());
     }
@@ -541,7 +658,11 @@ mod tests {
         let a = body_ok(&cfg, &head("POST"), hostile);
         let v = a.name_value.unwrap_or_default();
         assert!(v.starts_with("=?base64?") && !v.contains('\n'));
-        let resp = body_ok(&cfg, &head("POST"), r#"{"jsonrpc":"2.0","id":"s1","result":{}}"#);
+        let resp = body_ok(
+            &cfg,
+            &head("POST"),
+            r#"{"jsonrpc":"2.0","id":"s1","result":{}}"#,
+        );
         assert_eq!(resp.label.as_label(), "response");
         assert_eq!(resp.name_value, None);
     }
@@ -549,7 +670,11 @@ mod tests {
     #[test]
     fn get_and_delete_are_forwarded_under_their_own_labels() {
         let cfg = Config::default();
-        assert!(matches!(on_head(&cfg, &head("GET")), HeadVerdict::Forward(l) if l.as_label() == "http_get"));
-        assert!(matches!(on_head(&cfg, &head("DELETE")), HeadVerdict::Forward(l) if l.as_label() == "http_delete"));
+        assert!(
+            matches!(on_head(&cfg, &head("GET")), HeadVerdict::Forward(l) if l.as_label() == "http_get")
+        );
+        assert!(
+            matches!(on_head(&cfg, &head("DELETE")), HeadVerdict::Forward(l) if l.as_label() == "http_delete")
+        );
     }
 }

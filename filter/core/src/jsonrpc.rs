@@ -149,7 +149,12 @@ struct Params<'a> {
 
 #[derive(Deserialize)]
 struct Meta<'a> {
-    #[serde(rename = "progressToken", borrow, default, deserialize_with = "present_raw")]
+    #[serde(
+        rename = "progressToken",
+        borrow,
+        default,
+        deserialize_with = "present_raw"
+    )]
     progress_token: Option<&'a RawValue>,
     #[serde(rename = "io.modelcontextprotocol/protocolVersion", borrow, default)]
     protocol_version: Option<Cow<'a, str>>,
@@ -173,7 +178,10 @@ fn target_of(method: &str) -> Target {
 
 /// A valid JSON-RPC id for MCP: a string or a number (never null, never structured).
 fn valid_id(raw: &RawValue) -> bool {
-    matches!(raw.get().as_bytes().first(), Some(b'"' | b'-' | b'0'..=b'9'))
+    matches!(
+        raw.get().as_bytes().first(),
+        Some(b'"' | b'-' | b'0'..=b'9')
+    )
 }
 
 fn readable_id(raw: Option<&RawValue>) -> Option<String> {
@@ -275,7 +283,11 @@ fn classify(env: Envelope<'_>) -> Result<RequestInfo, ParseError> {
         read_params(raw, target, &mut info)?;
     }
     if target != Target::None && info.target().is_none() && kind == MessageKind::Request {
-        let field = if target == Target::Name { "name" } else { "uri" };
+        let field = if target == Target::Name {
+            "name"
+        } else {
+            "uri"
+        };
         return Err(ParseError::InvalidParams {
             id: info.id.clone(),
             message: format!("{method} requires params.{field}"),
@@ -379,7 +391,9 @@ mod tests {
 
     #[test]
     fn tools_call_yields_method_id_name_and_progress_token() {
-        let info = ok(r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hi","deep":{"a":[1,2,{"b":null}]}},"_meta":{"progressToken":"tok-1"}}}"#);
+        let info = ok(
+            r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hi","deep":{"a":[1,2,{"b":null}]}},"_meta":{"progressToken":"tok-1"}}}"#,
+        );
         assert_eq!(info.kind, MessageKind::Request);
         assert_eq!(info.method.as_deref(), Some("tools/call"));
         assert_eq!(info.id.as_deref(), Some("7"));
@@ -396,13 +410,17 @@ mod tests {
 
     #[test]
     fn escaped_names_are_decoded() {
-        let info = ok(r#"{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{"name":"caf\u00e9\n"}}"#);
+        let info = ok(
+            r#"{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{"name":"caf\u00e9\n"}}"#,
+        );
         assert_eq!(info.name.as_deref(), Some("café\n"));
     }
 
     #[test]
     fn resources_read_yields_uri() {
-        let info = ok(r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///a b"}}"#);
+        let info = ok(
+            r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///a b"}}"#,
+        );
         assert_eq!(info.uri.as_deref(), Some("file:///a b"));
         assert_eq!(info.name, None);
     }
@@ -424,19 +442,30 @@ mod tests {
 
     #[test]
     fn meta_protocol_version_is_read() {
-        let info = ok(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#);
+        let info = ok(
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#,
+        );
         assert_eq!(info.meta_protocol_version.as_deref(), Some("2026-07-28"));
     }
 
     #[test]
     fn name_is_ignored_on_methods_that_do_not_define_it() {
-        let info = ok(r#"{"jsonrpc":"2.0","id":1,"method":"x/custom","params":{"name":{"not":"a string"}}}"#);
+        let info = ok(
+            r#"{"jsonrpc":"2.0","id":1,"method":"x/custom","params":{"name":{"not":"a string"}}}"#,
+        );
         assert_eq!(info.name, None);
     }
 
     #[test]
     fn malformed_json_is_a_parse_error() {
-        for body in ["{bad json", "", "   ", "{\"jsonrpc\":\"2.0\",", "[1,", "\u{1}"] {
+        for body in [
+            "{bad json",
+            "",
+            "   ",
+            "{\"jsonrpc\":\"2.0\",",
+            "[1,",
+            "\u{1}",
+        ] {
             assert_eq!(err(body).code(), code::PARSE_ERROR, "{body:?}");
         }
     }
@@ -514,8 +543,8 @@ mod tests {
         assert_eq!(v["error"]["code"], -32600);
         assert_eq!(v["error"]["message"], "bad \"x\"\n\u{1}");
         assert_eq!(v["error"]["data"]["k"], 1);
-        let v: serde_json::Value = serde_json::from_str(&error_body(None, -32700, "x", None))
-            .unwrap_or_default();
+        let v: serde_json::Value =
+            serde_json::from_str(&error_body(None, -32700, "x", None)).unwrap_or_default();
         assert!(v["id"].is_null());
     }
 

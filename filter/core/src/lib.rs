@@ -5,7 +5,9 @@
 
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod config;
+pub mod federation;
 pub mod gate;
 pub mod jsonrpc;
 pub mod metrics;

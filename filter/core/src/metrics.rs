@@ -46,7 +46,13 @@ pub const LABEL_UNPARSED: &str = "unparsed";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MethodLabel(usize);
 
-const EXTRAS: &[&str] = &[LABEL_RESPONSE, LABEL_GET, LABEL_DELETE, LABEL_OTHER, LABEL_UNPARSED];
+const EXTRAS: &[&str] = &[
+    LABEL_RESPONSE,
+    LABEL_GET,
+    LABEL_DELETE,
+    LABEL_OTHER,
+    LABEL_UNPARSED,
+];
 
 impl MethodLabel {
     pub const COUNT: usize = METHODS.len() + EXTRAS.len();
@@ -163,6 +169,12 @@ pub fn rejected_total(reason: RejectReason) -> String {
     format!("mcp.rejected_total.reason={}", reason.as_str())
 }
 
+/// `mcp.upstream_failures_total.server=<name>`: the gateway's own calls to a server that failed.
+/// Server names come from the config, so the set is bounded.
+pub fn upstream_failures_total(server: &str) -> String {
+    format!("mcp.upstream_failures_total.server={server}")
+}
+
 /// Upstream messages on a response that were not valid JSON-RPC.
 pub const UPSTREAM_GARBLED_TOTAL: &str = "mcp.upstream_garbled_total";
 /// Notifications relayed on SSE responses.
@@ -176,7 +188,10 @@ mod tests {
 
     #[test]
     fn known_methods_get_their_own_label_and_others_collapse() {
-        assert_eq!(MethodLabel::of_method("tools/call").as_label(), "tools_call");
+        assert_eq!(
+            MethodLabel::of_method("tools/call").as_label(),
+            "tools_call"
+        );
         assert_eq!(
             MethodLabel::of_method("notifications/roots/list_changed").as_label(),
             "notifications_roots_list_changed"

@@ -123,7 +123,11 @@ impl OriginPattern {
         let (scheme, rest) = s
             .split_once("://")
             .ok_or_else(|| format!("{s:?} is not scheme://host[:port] or '*'"))?;
-        if scheme.is_empty() || !scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b)) {
+        if scheme.is_empty()
+            || !scheme
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+        {
             return Err(format!("{s:?} has a bad scheme"));
         }
         if rest.contains('/') {
@@ -221,10 +225,23 @@ mod tests {
     #[test]
     fn loopback_origins_on_any_port_are_allowed_by_the_defaults() {
         let p = origins(&["http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*"]);
-        for o in ["http://localhost", "http://localhost:1234", "http://127.0.0.1:9", "http://[::1]:80", "HTTP://LOCALHOST:5"] {
+        for o in [
+            "http://localhost",
+            "http://localhost:1234",
+            "http://127.0.0.1:9",
+            "http://[::1]:80",
+            "HTTP://LOCALHOST:5",
+        ] {
             assert!(origin_allowed(&p, o), "{o}");
         }
-        for o in ["http://evil.example", "http://localhost.evil.example", "https://localhost:1", "null", "localhost", "http://localhost:notaport"] {
+        for o in [
+            "http://evil.example",
+            "http://localhost.evil.example",
+            "https://localhost:1",
+            "null",
+            "localhost",
+            "http://localhost:notaport",
+        ] {
             assert!(!origin_allowed(&p, o), "{o}");
         }
     }
@@ -261,7 +278,14 @@ mod tests {
 
     #[test]
     fn bad_patterns_are_rejected() {
-        for s in ["ftp//x", "http://", "http://a/b", "://x", "http://a:99999", "http://a*b"] {
+        for s in [
+            "ftp//x",
+            "http://",
+            "http://a/b",
+            "://x",
+            "http://a:99999",
+            "http://a*b",
+        ] {
             assert!(OriginPattern::parse(s).is_err(), "{s}");
         }
         for s in ["", "a/b", "h:x", "a*"] {

@@ -109,9 +109,15 @@ mod tests {
             encode_header_value("file:///projects/a b.json"),
             "file:///projects/a b.json"
         );
-        assert_eq!(encode_header_value("Hello, 世界"), "=?base64?SGVsbG8sIOS4lueVjA==?=");
+        assert_eq!(
+            encode_header_value("Hello, 世界"),
+            "=?base64?SGVsbG8sIOS4lueVjA==?="
+        );
         assert_eq!(encode_header_value(" padded "), "=?base64?IHBhZGRlZCA=?=");
-        assert_eq!(encode_header_value("line1\nline2"), "=?base64?bGluZTEKbGluZTI=?=");
+        assert_eq!(
+            encode_header_value("line1\nline2"),
+            "=?base64?bGluZTEKbGluZTI=?="
+        );
         assert_eq!(
             encode_header_value("=?base64?literal?="),
             "=?base64?PT9iYXNlNjQ/bGl0ZXJhbD89?="
@@ -122,7 +128,10 @@ mod tests {
     #[test]
     fn encoded_values_decode_back() {
         for v in ["a", "Hello, 世界", "x\r\ny", "=?base64?literal?=", " s "] {
-            assert_eq!(decode_header_value(&encode_header_value(v)).as_deref(), Ok(v));
+            assert_eq!(
+                decode_header_value(&encode_header_value(v)).as_deref(),
+                Ok(v)
+            );
         }
     }
 
@@ -132,7 +141,10 @@ mod tests {
             decode_header_value("=?base64?!!!?="),
             Err(HeaderValueError::Base64)
         );
-        assert_eq!(decode_header_value("=?base64?/w==?="), Err(HeaderValueError::Utf8));
+        assert_eq!(
+            decode_header_value("=?base64?/w==?="),
+            Err(HeaderValueError::Utf8)
+        );
     }
 
     #[test]

@@ -77,7 +77,10 @@ pub struct Summary {
 
 #[derive(Debug)]
 enum Mode {
-    Json { buf: Vec<u8>, overflow: bool },
+    Json {
+        buf: Vec<u8>,
+        overflow: bool,
+    },
     Sse(SseParser),
     /// Not a body the gateway interprets (e.g. 202 with no body, or another content type).
     Opaque,
@@ -206,6 +209,14 @@ impl ResponseObserver {
         }
     }
 
+    /// Classifies one complete message that the caller extracted itself (e.g. while rewriting an
+    /// SSE stream), for responses created with no content type to parse.
+    pub fn message(&mut self, data: &[u8]) {
+        let mut tally = Tally::default();
+        tally.message(data);
+        self.absorb(tally);
+    }
+
     /// The response ended (end of stream, or the stream was reset when `reset` is true).
     pub fn finish(mut self, reset: bool) -> Summary {
         let mut partial = false;
@@ -264,6 +275,10 @@ struct Tally {
 
 impl Tally {
     fn message(&mut self, bytes: &[u8]) {
+        // Empty data: an SSE priming event (resumability), not a message.
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return;
+        }
         match serde_json::from_slice::<Message>(bytes) {
             Ok(m) if m.method.is_some() && m.id.is_some() => self.server_requests += 1,
             Ok(m) if m.method.is_some() => self.notifications += 1,
@@ -296,15 +311,26 @@ mod tests {
 
     #[test]
     fn json_result_is_ok_and_json_error_carries_its_code() {
-        let s = observe(200, "application/json", &[b"{\"jsonrpc\":\"2.0\",\"id\":1,", b"\"result\":{\"x\":[1]}}"]);
+        let s = observe(
+            200,
+            "application/json",
+            &[
+                b"{\"jsonrpc\":\"2.0\",\"id\":1,",
+                b"\"result\":{\"x\":[1]}}",
+            ],
+        );
         assert_eq!(s.outcome, Outcome::Ok);
-        let s = observe(200, "application/json; charset=utf-8", &[b"{\"jsonrpc\":\"2.0\",\"id\":1,\"error\":{\"code\":-32601,\"message\":\"nope\"}}"]);
+        let s = observe(
+            200,
+            "application/json; charset=utf-8",
+            &[b"{\"jsonrpc\":\"2.0\",\"id\":1,\"error\":{\"code\":-32601,\"message\":\"nope\"}}"],
+        );
         assert_eq!((s.outcome, s.error_code), (Outcome::Error, Some(-32601)));
     }
 
     #[test]
     fn sse_stream_counts_notifications_and_server_requests_before_the_result() {
-        let body = "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{}}\n\n\
+        let body = "id: p\ndata: \n\nevent: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{}}\n\n\
                     data: {\"jsonrpc\":\"2.0\",\"id\":\"s1\",\"method\":\"elicitation/create\",\"params\":{}}\n\n\
                     data: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"content\":[]}}\n\n";
         let bytes = body.as_bytes();
@@ -313,15 +339,27 @@ mod tests {
         assert_eq!((whole.notifications, whole.server_requests), (1, 1));
         for i in 0..=bytes.len() {
             let (a, b) = bytes.split_at(i);
-            assert_eq!(observe(200, "text/event-stream", &[a, b]), whole, "split {i}");
+            assert_eq!(
+                observe(200, "text/event-stream", &[a, b]),
+                whole,
+                "split {i}"
+            );
         }
     }
 
     #[test]
     fn sse_stream_that_ends_without_a_response_is_incomplete() {
-        let s = observe(200, "text/event-stream", &[b"data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}\n\n"]);
+        let s = observe(
+            200,
+            "text/event-stream",
+            &[b"data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}\n\n"],
+        );
         assert_eq!(s.outcome, Outcome::Incomplete);
-        let s = observe(200, "text/event-stream", &[b"data: {\"jsonrpc\":\"2.0\",\"id\":1,\"res"]);
+        let s = observe(
+            200,
+            "text/event-stream",
+            &[b"data: {\"jsonrpc\":\"2.0\",\"id\":1,\"res"],
+        );
         assert_eq!(s.outcome, Outcome::Incomplete);
     }
 
@@ -334,8 +372,14 @@ mod tests {
 
     #[test]
     fn http_errors_and_accepted_notifications() {
-        assert_eq!(observe(404, "application/json", &[b"{}"]).outcome, Outcome::UpstreamError);
-        assert_eq!(observe(503, "text/plain", &[b"down"]).outcome, Outcome::UpstreamError);
+        assert_eq!(
+            observe(404, "application/json", &[b"{}"]).outcome,
+            Outcome::UpstreamError
+        );
+        assert_eq!(
+            observe(503, "text/plain", &[b"down"]).outcome,
+            Outcome::UpstreamError
+        );
         assert_eq!(observe(202, "", &[]).outcome, Outcome::Accepted);
     }
 
@@ -352,7 +396,10 @@ mod tests {
 
     #[test]
     fn content_types_are_classified_loosely() {
-        assert_eq!(body_kind(Some("Application/JSON ; charset=utf-8")), BodyKind::Json);
+        assert_eq!(
+            body_kind(Some("Application/JSON ; charset=utf-8")),
+            BodyKind::Json
+        );
         assert_eq!(body_kind(Some("text/event-stream")), BodyKind::EventStream);
         assert_eq!(body_kind(Some("text/html")), BodyKind::Other);
         assert_eq!(body_kind(None), BodyKind::Other);

@@ -266,9 +266,18 @@ mod tests {
                 "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}".to_owned(),
             ]
         );
-        assert_eq!(events.first().and_then(|e| e.event.clone()), Some(b"message".to_vec()));
-        assert_eq!(events.first().and_then(|e| e.id.clone()), Some(b"1".to_vec()));
-        assert_eq!(events.get(1).and_then(|e| e.id.clone()), Some(b"2".to_vec()));
+        assert_eq!(
+            events.first().and_then(|e| e.event.clone()),
+            Some(b"message".to_vec())
+        );
+        assert_eq!(
+            events.first().and_then(|e| e.id.clone()),
+            Some(b"1".to_vec())
+        );
+        assert_eq!(
+            events.get(1).and_then(|e| e.id.clone()),
+            Some(b"2".to_vec())
+        );
         assert_eq!(events.get(2).and_then(|e| e.id.clone()), None);
     }
 
@@ -314,7 +323,9 @@ mod tests {
         let (events, partial) = run(&chunks, 100);
         assert!(!partial);
         assert_eq!(events.len(), 2);
-        assert!(events.first().is_some_and(|e| e.truncated && e.data.is_empty()));
+        assert!(events
+            .first()
+            .is_some_and(|e| e.truncated && e.data.is_empty()));
         assert_eq!(data(events.get(1..).unwrap_or_default()), vec!["ok"]);
         let multi = format!("data: {}\ndata: {}\n\n", "a".repeat(60), "b".repeat(60));
         let (events, _) = run(&[multi.as_bytes()], 100);

@@ -1,0 +1,178 @@
+//! The merged-list cache: shared data across workers, parsed once per VM per version.
+//!
+//! A merged list is stored in Envoy shared data (process-wide for the VM id) with its expiry and
+//! the owner of every name/URI. Each VM keeps the parsed form and re-parses only when the shared
+//! entry's CAS changes, so a cached `tools/list` costs one host call and a copy.
+
+use std::collections::HashMap;
+
+use mcp_gateway_core::federation::aggregate::{ListKind, MergedList};
+use mcp_gateway_core::federation::plan::ListView;
+use proxy_wasm::hostcalls;
+use serde_json::value::RawValue;
+
+struct Entry {
+    cas: u32,
+    expires_at_ms: u64,
+    result: String,
+    owners: HashMap<String, usize>,
+    /// Literal prefixes of URI templates (up to the first `{`), longest first.
+    templates: Vec<(String, usize)>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Stored<'a> {
+    exp: u64,
+    owners: Vec<(String, usize)>,
+    #[serde(borrow)]
+    result: &'a RawValue,
+}
+
+#[derive(Default)]
+pub struct ListCache {
+    /// Distinguishes configurations that share a VM id.
+    namespace: String,
+    entries: HashMap<ListKind, Entry>,
+}
+
+fn kind_key(kind: ListKind) -> &'static str {
+    match kind {
+        ListKind::Tools => "tools",
+        ListKind::Prompts => "prompts",
+        ListKind::Resources => "resources",
+        ListKind::ResourceTemplates => "templates",
+    }
+}
+
+impl ListCache {
+    pub fn new(namespace: String) -> Self {
+        ListCache {
+            namespace,
+            entries: HashMap::new(),
+        }
+    }
+
+    fn key(&self, kind: ListKind) -> String {
+        format!("mcpgw.{}.list.{}", self.namespace, kind_key(kind))
+    }
+
+    /// Brings the local entry for `kind` in line with shared data.
+    pub fn refresh(&mut self, kind: ListKind, now_ms: u64) {
+        let key = self.key(kind);
+        let (bytes, cas) = match hostcalls::get_shared_data(&key) {
+            Ok((Some(b), Some(cas))) if !b.is_empty() => (b, cas),
+            _ => {
+                self.entries.remove(&kind);
+                return;
+            }
+        };
+        if let Some(e) = self.entries.get(&kind) {
+            if e.cas == cas {
+                if e.expires_at_ms <= now_ms {
+                    self.entries.remove(&kind);
+                }
+                return;
+            }
+        }
+        let Ok(stored) = serde_json::from_slice::<Stored<'_>>(&bytes) else {
+            self.entries.remove(&kind);
+            return;
+        };
+        if stored.exp <= now_ms {
+            self.entries.remove(&kind);
+            return;
+        }
+        let entry = build_entry(
+            cas,
+            stored.exp,
+            stored.result.get().to_owned(),
+            stored.owners,
+            kind,
+        );
+        self.entries.insert(kind, entry);
+    }
+
+    /// Stores a freshly merged list for `ttl_ms` (0: not cached).
+    pub fn store(&mut self, kind: ListKind, merged: &MergedList, ttl_ms: u64, now_ms: u64) {
+        if ttl_ms == 0 {
+            return;
+        }
+        let result = merged.result.to_string();
+        let Ok(raw) = RawValue::from_string(result.clone()) else {
+            return;
+        };
+        let stored = Stored {
+            exp: now_ms.saturating_add(ttl_ms),
+            owners: merged.owners.clone(),
+            result: &raw,
+        };
+        let Ok(bytes) = serde_json::to_vec(&stored) else {
+            return;
+        };
+        let key = self.key(kind);
+        if let Err(status) = hostcalls::set_shared_data(&key, Some(&bytes), None) {
+            log::warn!("could not cache {key}: {status:?}");
+            return;
+        }
+        // Read back the CAS so the next refresh recognises our own entry.
+        if let Ok((_, Some(cas))) = hostcalls::get_shared_data(&key) {
+            let entry = build_entry(cas, stored.exp, result, merged.owners.clone(), kind);
+            self.entries.insert(kind, entry);
+        }
+    }
+
+    /// Drops cached lists, here and for every worker.
+    pub fn invalidate(&mut self, kinds: &[ListKind]) {
+        for kind in kinds {
+            self.entries.remove(kind);
+            let _ = hostcalls::set_shared_data(&self.key(*kind), Some(b""), None);
+        }
+    }
+}
+
+fn build_entry(
+    cas: u32,
+    expires_at_ms: u64,
+    result: String,
+    owners: Vec<(String, usize)>,
+    kind: ListKind,
+) -> Entry {
+    let mut templates = Vec::new();
+    if kind == ListKind::ResourceTemplates {
+        for (t, i) in &owners {
+            let prefix = t.split('{').next().unwrap_or_default();
+            if !prefix.is_empty() {
+                templates.push((prefix.to_owned(), *i));
+            }
+        }
+        templates.sort_by_key(|t| std::cmp::Reverse(t.0.len()));
+    }
+    Entry {
+        cas,
+        expires_at_ms,
+        result,
+        owners: owners.into_iter().collect(),
+        templates,
+    }
+}
+
+impl ListView for ListCache {
+    fn cached(&self, kind: ListKind) -> Option<&str> {
+        self.entries.get(&kind).map(|e| e.result.as_str())
+    }
+
+    fn owner(&self, kind: ListKind, key: &str) -> Option<usize> {
+        self.entries
+            .get(&kind)
+            .and_then(|e| e.owners.get(key).copied())
+    }
+
+    fn template_owner(&self, uri: &str) -> Option<usize> {
+        self.entries
+            .get(&ListKind::ResourceTemplates)?
+            .templates
+            .iter()
+            .find(|(prefix, _)| uri.starts_with(prefix.as_str()))
+            .map(|(_, i)| *i)
+    }
+}

@@ -1,0 +1,361 @@
+//! Federation glue: dispatches the core's fan-out calls, applies its routes, and answers.
+
+use std::time::Duration;
+
+use mcp_gateway_core::federation::aggregate::ListKind;
+use mcp_gateway_core::federation::fanout::{CalloutReply, FanOut, Finished};
+use mcp_gateway_core::federation::plan::{self, Plan, Route};
+use mcp_gateway_core::federation::session::SessionState;
+use mcp_gateway_core::federation::Federation;
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{BufferType, MapType};
+
+use crate::host;
+use crate::http::GatewayHttp;
+
+/// A fan-out in flight for this stream.
+pub struct Work {
+    pub fan: FanOut,
+    /// Host call tokens and the fan-out's keys for them.
+    pub tokens: Vec<(u32, usize)>,
+    /// Re-plan the paused request once this list is cached (`Plan::NeedList`).
+    pub replan: bool,
+}
+
+/// What the request path should return to Envoy.
+pub enum Next {
+    /// Forward (headers and body already adjusted).
+    Continue,
+    /// Wait: a local reply was sent, or callouts are in flight.
+    Pause,
+}
+
+/// Milliseconds since the epoch, from the host clock.
+pub fn now_ms() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The list kinds a method's plan may consult, refreshed from shared data before planning.
+fn kinds_for(method: &str, fed: &Federation) -> &'static [ListKind] {
+    match method {
+        "tools/list" => &[ListKind::Tools],
+        "prompts/list" => &[ListKind::Prompts],
+        "resources/list" => &[ListKind::Resources],
+        "resources/templates/list" => &[ListKind::ResourceTemplates],
+        "tools/call" if !fed.prefix_names => &[ListKind::Tools],
+        "prompts/get" if !fed.prefix_names => &[ListKind::Prompts],
+        "resources/read"
+        | "resources/subscribe"
+        | "resources/unsubscribe"
+        | "completion/complete" => &[
+            ListKind::Resources,
+            ListKind::ResourceTemplates,
+            ListKind::Prompts,
+        ],
+        _ => &[],
+    }
+}
+
+/// Resumes a request paused in the body phase. The SDK's `resume_http_request` panics on an
+/// unexpected status (e.g. the stream is already gone); this reports it instead.
+fn resume_request() {
+    extern "C" {
+        fn proxy_continue_stream(stream_type: u32) -> u32;
+    }
+    // SAFETY: a host import with plain integer arguments; 0 is the request stream.
+    let status = unsafe { proxy_continue_stream(0) };
+    if status != 0 {
+        log::warn!("could not resume request: host status {status}");
+    }
+}
+
+impl GatewayHttp {
+    /// Plans an accepted POST under federation and starts carrying the plan out.
+    pub fn federate(&mut self, fed: &Federation, body: &[u8]) -> Next {
+        let Some(codec) = self.config.sessions.clone() else {
+            return Next::Continue;
+        };
+        let now = now_ms();
+        let plan = {
+            let mut cache = self.cache.borrow_mut();
+            for kind in kinds_for(self.info_method(), fed) {
+                cache.refresh(*kind, now);
+            }
+            let info = self.info.clone().unwrap_or_else(empty_info);
+            plan::plan(fed, &codec, &self.head, &info, body, &*cache)
+        };
+        self.carry_out(fed, plan, body)
+    }
+
+    fn info_method(&self) -> &str {
+        self.info
+            .as_ref()
+            .and_then(|i| i.method.as_deref())
+            .unwrap_or_default()
+    }
+
+    fn carry_out(&mut self, fed: &Federation, plan: Plan, body: &[u8]) -> Next {
+        match plan {
+            Plan::Route(route) => {
+                self.apply_route(fed, &route, body);
+                Next::Continue
+            }
+            Plan::Reply { status, body } => {
+                self.local_answer(status, &body, None);
+                Next::Pause
+            }
+            Plan::FanOut(fan) => self.start_fanout(fed, fan, false),
+            Plan::NeedList(kind, session) => {
+                let fan = FanOut::list(kind, None, session, fed.servers.len());
+                self.pending_body = Some(body.to_vec());
+                self.start_fanout(fed, fan, true)
+            }
+        }
+    }
+
+    /// DELETE of a gateway session: end every upstream session.
+    pub fn federate_delete(&mut self, fed: &Federation) -> Next {
+        let state = self
+            .head
+            .session_id
+            .as_deref()
+            .and_then(|id| self.config.sessions.as_ref().map(|c| c.open(id)));
+        match state {
+            Some(Ok(session)) => self.start_fanout(fed, FanOut::delete(session), false),
+            _ => {
+                let body =
+                    mcp_gateway_core::jsonrpc::error_body(None, -32600, "Session not found", None);
+                self.local_answer(404, &body, None);
+                Next::Pause
+            }
+        }
+    }
+
+    fn apply_route(&mut self, fed: &Federation, route: &Route, body: &[u8]) {
+        host::set_request_header(&fed.cluster_header, Some(&route.cluster));
+        if !self.head.path.starts_with(route.path.as_str())
+            || self.head.path.len() != route.path.len()
+        {
+            host::set_request_header(":path", Some(&route.path));
+        }
+        host::set_request_header("mcp-session-id", route.session_id.as_deref());
+        if let Some(v) = route.version.as_deref() {
+            host::set_request_header("mcp-protocol-version", Some(v));
+        }
+        if let Some(new_body) = &route.body {
+            if let Err(s) =
+                hostcalls::set_buffer(BufferType::HttpRequestBody, 0, body.len(), new_body)
+            {
+                log::warn!("could not rewrite request body: {s:?}");
+            }
+            host::set_request_header("content-length", Some(&new_body.len().to_string()));
+        }
+        self.route_server = fed.servers.get(route.server).map(|s| s.name.clone());
+    }
+
+    fn start_fanout(&mut self, fed: &Federation, mut fan: FanOut, replan: bool) -> Next {
+        let calls = fan.start(fed);
+        let mut work = Work {
+            fan,
+            tokens: Vec::new(),
+            replan,
+        };
+        let mut failed = Vec::new();
+        for call in calls {
+            let headers: Vec<(&str, &str)> = call
+                .headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let body = (!call.body.is_empty()).then_some(call.body.as_slice());
+            match hostcalls::dispatch_http_call(
+                &call.cluster,
+                headers,
+                body,
+                Vec::new(),
+                Duration::from_millis(call.timeout_ms),
+            ) {
+                Ok(token) => work.tokens.push((token, call.key)),
+                Err(status) => {
+                    log::warn!("could not call cluster {}: {status:?}", call.cluster);
+                    failed.push(call.key);
+                }
+            }
+        }
+        for key in failed {
+            let follow = work.fan.on_reply(fed, key, no_answer());
+            debug_assert!(follow.is_empty());
+        }
+        self.work = Some(work);
+        self.maybe_finish(fed)
+    }
+
+    /// One callout answered (or failed: no headers).
+    pub fn on_callout(&mut self, fed: &Federation, token: u32, body_size: usize) {
+        let Some(work) = self.work.as_mut() else {
+            return;
+        };
+        let Some(pos) = work.tokens.iter().position(|(t, _)| *t == token) else {
+            return;
+        };
+        let (_, key) = work.tokens.swap_remove(pos);
+        let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+            .ok()
+            .flatten()
+            .and_then(|s| s.parse::<u16>().ok())
+            .unwrap_or(0);
+        let content_type =
+            hostcalls::get_map_value(MapType::HttpCallResponseHeaders, "content-type")
+                .ok()
+                .flatten();
+        let session_id =
+            hostcalls::get_map_value(MapType::HttpCallResponseHeaders, "mcp-session-id")
+                .ok()
+                .flatten();
+        let body = if body_size > 0 {
+            hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+                .ok()
+                .flatten()
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let reply = CalloutReply {
+            status,
+            content_type: content_type.as_deref(),
+            session_id: session_id.as_deref(),
+            body: &body,
+        };
+        let follow = work.fan.on_reply(fed, key, reply);
+        for call in follow {
+            let headers: Vec<(&str, &str)> = call
+                .headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            match hostcalls::dispatch_http_call(
+                &call.cluster,
+                headers,
+                Some(&call.body),
+                Vec::new(),
+                Duration::from_millis(call.timeout_ms),
+            ) {
+                Ok(token) => work.tokens.push((token, call.key)),
+                Err(_) => {
+                    let _ = work.fan.on_reply(fed, call.key, no_answer());
+                }
+            }
+        }
+        if let Next::Continue = self.maybe_finish(fed) {
+            resume_request();
+        }
+    }
+
+    /// Finishes the fan-out if nothing is pending.
+    fn maybe_finish(&mut self, fed: &Federation) -> Next {
+        if self.work.as_ref().is_some_and(|w| w.fan.pending() > 0) {
+            return Next::Pause;
+        }
+        let Some(work) = self.work.take() else {
+            return Next::Pause;
+        };
+        let finished = work.fan.finish(fed);
+        self.after_fanout(fed, finished, work.replan)
+    }
+
+    fn after_fanout(&mut self, fed: &Federation, done: Finished, replan: bool) -> Next {
+        for (server, why) in &done.failures {
+            log::warn!("upstream MCP server {server} failed: {why}");
+            self.stats.borrow_mut().upstream_failure(fed, server);
+        }
+        if let Some((kind, merged)) = &done.merged {
+            if !merged.ambiguous.is_empty() {
+                log::warn!(
+                    "{} names offered by more than one server were dropped: {:?}",
+                    merged.ambiguous.len(),
+                    merged.ambiguous
+                );
+            }
+            self.cache
+                .borrow_mut()
+                .store(*kind, merged, fed.list_cache_ttl_ms, now_ms());
+        }
+        if replan {
+            let body = self.pending_body.take().unwrap_or_default();
+            if done.status != 200 {
+                self.local_answer(done.status, &done.body, None);
+                return Next::Pause;
+            }
+            // The list is cached now (or failed to merge): plan the original request again.
+            let Some(codec) = self.config.sessions.clone() else {
+                return Next::Pause;
+            };
+            let info = self.info.clone().unwrap_or_else(empty_info);
+            let plan = {
+                let mut cache = self.cache.borrow_mut();
+                // A list that could not be cached (a server failed) is still known from `done`.
+                if let Some((kind, merged)) = &done.merged {
+                    cache.store(*kind, merged, fed.list_cache_ttl_ms.max(1), now_ms());
+                }
+                plan::plan(fed, &codec, &self.head, &info, &body, &*cache)
+            };
+            return match plan {
+                // Never loop: a second NeedList means the list could not be had.
+                Plan::NeedList(..) => {
+                    let body = mcp_gateway_core::jsonrpc::error_body(
+                        info.id.as_deref(),
+                        -32603,
+                        "Upstream MCP servers unavailable: could not list their names",
+                        None,
+                    );
+                    self.local_answer(200, &body, None);
+                    Next::Pause
+                }
+                other => self.carry_out(fed, other, &body),
+            };
+        }
+        let session = done.new_session.as_ref().and_then(|s| self.seal(s));
+        self.local_answer(done.status, &done.body, session.as_deref());
+        Next::Pause
+    }
+
+    fn seal(&self, session: &SessionState) -> Option<String> {
+        let mut nonce = [0u8; 24];
+        if let Err(e) = getrandom::getrandom(&mut nonce) {
+            log::error!("no randomness for a session nonce: {e}");
+            return None;
+        }
+        let codec = self.config.sessions.as_ref()?;
+        match codec.seal(session, nonce) {
+            Ok(id) => Some(id),
+            Err(e) => {
+                log::error!("could not seal session: {e}");
+                None
+            }
+        }
+    }
+}
+
+fn no_answer() -> CalloutReply<'static> {
+    CalloutReply {
+        status: 0,
+        content_type: None,
+        session_id: None,
+        body: &[],
+    }
+}
+
+fn empty_info() -> mcp_gateway_core::jsonrpc::RequestInfo {
+    mcp_gateway_core::jsonrpc::RequestInfo {
+        kind: mcp_gateway_core::jsonrpc::MessageKind::Notification,
+        method: None,
+        id: None,
+        name: None,
+        uri: None,
+        progress_token: None,
+        meta_protocol_version: None,
+    }
+}
