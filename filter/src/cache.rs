@@ -32,7 +32,9 @@ struct Stored<'a> {
 pub struct ListCache {
     /// Distinguishes configurations that share a VM id.
     namespace: String,
-    entries: HashMap<ListKind, Entry>,
+    /// The capability scope of the request being served (see `plan::scope_of`).
+    scope: String,
+    entries: HashMap<(ListKind, String), Entry>,
 }
 
 fn kind_key(kind: ListKind) -> &'static str {
@@ -48,12 +50,37 @@ impl ListCache {
     pub fn new(namespace: String) -> Self {
         ListCache {
             namespace,
+            scope: String::new(),
             entries: HashMap::new(),
         }
     }
 
+    /// Selects the capability scope that the next lookups and stores are for.
+    pub fn set_scope(&mut self, scope: &str) {
+        if self.scope != scope {
+            scope.clone_into(&mut self.scope);
+        }
+    }
+
     fn key(&self, kind: ListKind) -> String {
-        format!("mcpgw.{}.list.{}", self.namespace, kind_key(kind))
+        format!(
+            "mcpgw.{}.{}.list.{}",
+            self.namespace,
+            self.scope,
+            kind_key(kind)
+        )
+    }
+
+    fn slot(&self, kind: ListKind) -> (ListKind, String) {
+        (kind, self.scope.clone())
+    }
+
+    fn entry(&self, kind: ListKind) -> Option<&Entry> {
+        // Avoids building the owned key for the common lookup.
+        self.entries
+            .iter()
+            .find(|((k, s), _)| *k == kind && *s == self.scope)
+            .map(|(_, e)| e)
     }
 
     /// Brings the local entry for `kind` in line with shared data.
@@ -62,24 +89,24 @@ impl ListCache {
         let (bytes, cas) = match hostcalls::get_shared_data(&key) {
             Ok((Some(b), Some(cas))) if !b.is_empty() => (b, cas),
             _ => {
-                self.entries.remove(&kind);
+                self.entries.remove(&self.slot(kind));
                 return;
             }
         };
-        if let Some(e) = self.entries.get(&kind) {
+        if let Some(e) = self.entry(kind) {
             if e.cas == cas {
                 if e.expires_at_ms <= now_ms {
-                    self.entries.remove(&kind);
+                    self.entries.remove(&self.slot(kind));
                 }
                 return;
             }
         }
         let Ok(stored) = serde_json::from_slice::<Stored<'_>>(&bytes) else {
-            self.entries.remove(&kind);
+            self.entries.remove(&self.slot(kind));
             return;
         };
         if stored.exp <= now_ms {
-            self.entries.remove(&kind);
+            self.entries.remove(&self.slot(kind));
             return;
         }
         let entry = build_entry(
@@ -89,7 +116,7 @@ impl ListCache {
             stored.owners,
             kind,
         );
-        self.entries.insert(kind, entry);
+        self.entries.insert(self.slot(kind), entry);
     }
 
     /// Stores a freshly merged list for `ttl_ms` (0: not cached).
@@ -117,14 +144,14 @@ impl ListCache {
         // Read back the CAS so the next refresh recognises our own entry.
         if let Ok((_, Some(cas))) = hostcalls::get_shared_data(&key) {
             let entry = build_entry(cas, stored.exp, result, merged.owners.clone(), kind);
-            self.entries.insert(kind, entry);
+            self.entries.insert(self.slot(kind), entry);
         }
     }
 
-    /// Drops cached lists, here and for every worker.
+    /// Drops cached lists of the current scope, here and for every worker.
     pub fn invalidate(&mut self, kinds: &[ListKind]) {
         for kind in kinds {
-            self.entries.remove(kind);
+            self.entries.remove(&self.slot(*kind));
             let _ = hostcalls::set_shared_data(&self.key(*kind), Some(b""), None);
         }
     }
@@ -158,18 +185,15 @@ fn build_entry(
 
 impl ListView for ListCache {
     fn cached(&self, kind: ListKind) -> Option<&str> {
-        self.entries.get(&kind).map(|e| e.result.as_str())
+        self.entry(kind).map(|e| e.result.as_str())
     }
 
     fn owner(&self, kind: ListKind, key: &str) -> Option<usize> {
-        self.entries
-            .get(&kind)
-            .and_then(|e| e.owners.get(key).copied())
+        self.entry(kind).and_then(|e| e.owners.get(key).copied())
     }
 
     fn template_owner(&self, uri: &str) -> Option<usize> {
-        self.entries
-            .get(&ListKind::ResourceTemplates)?
+        self.entry(ListKind::ResourceTemplates)?
             .templates
             .iter()
             .find(|(prefix, _)| uri.starts_with(prefix.as_str()))

@@ -18,8 +18,8 @@ pub struct Work {
     pub fan: FanOut,
     /// Host call tokens and the fan-out's keys for them.
     pub tokens: Vec<(u32, usize)>,
-    /// Re-plan the paused request once this list is cached (`Plan::NeedList`).
-    pub replan: bool,
+    /// Re-plan the paused request with this session once the list is cached (`Plan::NeedList`).
+    pub replan: Option<SessionState>,
 }
 
 /// What the request path should return to Envoy.
@@ -78,14 +78,19 @@ impl GatewayHttp {
         let Some(codec) = self.config.sessions.clone() else {
             return Next::Continue;
         };
+        let info = self.info.clone().unwrap_or_else(empty_info);
+        let session = match plan::open_session(&codec, &self.head, &info) {
+            Ok(session) => session,
+            Err(answer) => return self.carry_out(fed, answer, body),
+        };
         let now = now_ms();
         let plan = {
             let mut cache = self.cache.borrow_mut();
+            cache.set_scope(session.as_ref().map_or("", |s| s.scope.as_str()));
             for kind in kinds_for(self.info_method(), fed) {
                 cache.refresh(*kind, now);
             }
-            let info = self.info.clone().unwrap_or_else(empty_info);
-            plan::plan(fed, &codec, &self.head, &info, body, &*cache)
+            plan::plan(fed, session, &info, body, &*cache)
         };
         self.carry_out(fed, plan, body)
     }
@@ -107,11 +112,11 @@ impl GatewayHttp {
                 self.local_answer(status, &body, None);
                 Next::Pause
             }
-            Plan::FanOut(fan) => self.start_fanout(fed, fan, false),
+            Plan::FanOut(fan) => self.start_fanout(fed, fan, None),
             Plan::NeedList(kind, session) => {
-                let fan = FanOut::list(kind, None, session, fed.servers.len());
+                let fan = FanOut::list(kind, None, session.clone(), fed.servers.len());
                 self.pending_body = Some(body.to_vec());
-                self.start_fanout(fed, fan, true)
+                self.start_fanout(fed, fan, Some(session))
             }
         }
     }
@@ -124,7 +129,7 @@ impl GatewayHttp {
             .as_deref()
             .and_then(|id| self.config.sessions.as_ref().map(|c| c.open(id)));
         match state {
-            Some(Ok(session)) => self.start_fanout(fed, FanOut::delete(session), false),
+            Some(Ok(session)) => self.start_fanout(fed, FanOut::delete(session), None),
             _ => {
                 let body =
                     mcp_gateway_core::jsonrpc::error_body(None, -32600, "Session not found", None);
@@ -156,7 +161,12 @@ impl GatewayHttp {
         self.route_server = fed.servers.get(route.server).map(|s| s.name.clone());
     }
 
-    fn start_fanout(&mut self, fed: &Federation, mut fan: FanOut, replan: bool) -> Next {
+    fn start_fanout(
+        &mut self,
+        fed: &Federation,
+        mut fan: FanOut,
+        replan: Option<SessionState>,
+    ) -> Next {
         let calls = fan.start(fed);
         let mut work = Work {
             fan,
@@ -266,7 +276,12 @@ impl GatewayHttp {
         self.after_fanout(fed, finished, work.replan)
     }
 
-    fn after_fanout(&mut self, fed: &Federation, done: Finished, replan: bool) -> Next {
+    fn after_fanout(
+        &mut self,
+        fed: &Federation,
+        done: Finished,
+        replan: Option<SessionState>,
+    ) -> Next {
         for (server, why) in &done.failures {
             log::warn!("upstream MCP server {server} failed: {why}");
             self.stats.borrow_mut().upstream_failure(fed, server);
@@ -283,16 +298,13 @@ impl GatewayHttp {
                 .borrow_mut()
                 .store(*kind, merged, fed.list_cache_ttl_ms, now_ms());
         }
-        if replan {
+        if let Some(session) = replan {
             let body = self.pending_body.take().unwrap_or_default();
             if done.status != 200 {
                 self.local_answer(done.status, &done.body, None);
                 return Next::Pause;
             }
             // The list is cached now (or failed to merge): plan the original request again.
-            let Some(codec) = self.config.sessions.clone() else {
-                return Next::Pause;
-            };
             let info = self.info.clone().unwrap_or_else(empty_info);
             let plan = {
                 let mut cache = self.cache.borrow_mut();
@@ -300,7 +312,7 @@ impl GatewayHttp {
                 if let Some((kind, merged)) = &done.merged {
                     cache.store(*kind, merged, fed.list_cache_ttl_ms.max(1), now_ms());
                 }
-                plan::plan(fed, &codec, &self.head, &info, &body, &*cache)
+                plan::plan(fed, Some(session), &info, &body, &*cache)
             };
             return match plan {
                 // Never loop: a second NeedList means the list could not be had.

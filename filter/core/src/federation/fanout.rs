@@ -57,6 +57,7 @@ pub struct Finished {
 enum Job {
     Initialize {
         version: String,
+        scope: String,
         results: Vec<Option<(Value, Option<String>)>>,
     },
     List {
@@ -109,11 +110,13 @@ impl FanOut {
         request_id: Option<String>,
         requested_version: Option<&str>,
         params: String,
+        scope: String,
         servers: usize,
     ) -> FanOut {
         FanOut::new(
             Job::Initialize {
                 version: negotiate_version(requested_version).to_owned(),
+                scope,
                 results: vec![None; servers],
             },
             request_id,
@@ -376,7 +379,11 @@ impl FanOut {
             .collect::<std::collections::HashSet<_>>()
             .len();
         match self.job {
-            Job::Initialize { version, results } => {
+            Job::Initialize {
+                version,
+                scope,
+                results,
+            } => {
                 let mut parts = Vec::new();
                 let mut upstreams = Vec::new();
                 for (r, s) in results.iter().zip(&fed.servers) {
@@ -412,7 +419,11 @@ impl FanOut {
                 }
                 let merged = merge_initialize(&version, &parts);
                 Finished {
-                    new_session: Some(SessionState { version, upstreams }),
+                    new_session: Some(SessionState {
+                        version,
+                        upstreams,
+                        scope,
+                    }),
                     ..Finished::reply(200, result_reply(id, &merged.to_string()), failures)
                 }
             }

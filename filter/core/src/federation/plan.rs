@@ -58,6 +58,23 @@ struct Body<'a> {
 struct InitParams<'a> {
     #[serde(rename = "protocolVersion", borrow, default)]
     protocol_version: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    capabilities: Option<&'a RawValue>,
+}
+
+/// A short, stable name for a client's declared capabilities. Servers may offer different lists
+/// to clients with different capabilities (server-everything adds sampling and elicitation tools),
+/// so merged lists are cached per capability set.
+pub fn scope_of(capabilities_json: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in capabilities_json
+        .bytes()
+        .filter(|b| !b.is_ascii_whitespace())
+    {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
 }
 
 #[derive(Deserialize)]
@@ -101,11 +118,41 @@ fn unknown(info: &RequestInfo, what: &str, name: &str) -> Plan {
     )
 }
 
-/// Plans one message. `head` and `info` come from the gate, which has already validated them.
-pub fn plan(
-    fed: &Federation,
+/// Opens the request's gateway session. `Ok(None)`: `initialize`, which has none yet.
+/// `Err`: the answer to send instead (400 without a session id, 404 for one this gateway can't open).
+pub fn open_session(
     codec: &SessionCodec,
     head: &Head,
+    info: &RequestInfo,
+) -> Result<Option<SessionState>, Plan> {
+    if info.method.as_deref() == Some("initialize") {
+        return Ok(None);
+    }
+    let Some(raw_session) = head.session_id.as_deref() else {
+        return Err(error(
+            info,
+            400,
+            code::INVALID_REQUEST,
+            "Bad Request: Mcp-Session-Id header is required (send initialize first)",
+        ));
+    };
+    // Tampered, foreign, or sealed with an old key: the spec's answer is 404, after which the
+    // client starts a new session.
+    codec.open(raw_session).map(Some).map_err(|_| {
+        error(
+            info,
+            404,
+            code::INVALID_REQUEST,
+            "Session not found: re-initialize",
+        )
+    })
+}
+
+/// Plans one message. `info` comes from the gate, which has already validated it; `session` from
+/// [`open_session`].
+pub fn plan(
+    fed: &Federation,
+    session: Option<SessionState>,
     info: &RequestInfo,
     body: &[u8],
     lists: &dyn ListView,
@@ -113,32 +160,27 @@ pub fn plan(
     let method = info.method.as_deref().unwrap_or_default();
     if method == "initialize" {
         let params = params_raw(body).unwrap_or("{}");
-        let requested = serde_json::from_str::<InitParams<'_>>(params)
-            .ok()
-            .and_then(|p| p.protocol_version.map(std::borrow::Cow::into_owned));
+        let init = serde_json::from_str::<InitParams<'_>>(params).ok();
+        let requested = init
+            .as_ref()
+            .and_then(|p| p.protocol_version.as_deref().map(str::to_owned));
+        let caps = init
+            .and_then(|p| p.capabilities)
+            .map_or_else(String::new, |c| scope_of(c.get()));
         return Plan::FanOut(FanOut::initialize(
             info.id.clone(),
             requested.as_deref(),
             params.to_owned(),
+            caps,
             fed.servers.len(),
         ));
     }
-    let Some(raw_session) = head.session_id.as_deref() else {
+    let Some(session) = session else {
         return error(
             info,
             400,
             code::INVALID_REQUEST,
             "Bad Request: Mcp-Session-Id header is required (send initialize first)",
-        );
-    };
-    let Ok(session) = codec.open(raw_session) else {
-        // Tampered, foreign, or sealed with an old key: the spec's answer is 404, after which the
-        // client starts a new session.
-        return error(
-            info,
-            404,
-            code::INVALID_REQUEST,
-            "Session not found: re-initialize",
         );
     };
     if info.kind == MessageKind::Response {

@@ -44,6 +44,9 @@ pub struct SessionState {
     /// Upstreams that initialized successfully, in config order.
     #[serde(rename = "u")]
     pub upstreams: Vec<UpstreamSession>,
+    /// The cache scope of the client's declared capabilities (see `plan::scope_of`).
+    #[serde(rename = "c", default)]
+    pub scope: String,
 }
 
 impl SessionState {
@@ -147,6 +150,7 @@ mod tests {
                     version: Some("2025-06-18".into()),
                 },
             ],
+            scope: "00ff".into(),
         }
     }
 
