@@ -10,7 +10,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use mcp_gateway_core::config::Config;
-use mcp_gateway_core::federation::stream::StreamRewriter;
+use mcp_gateway_core::federation::stream::{Emit, StreamRewriter};
 use mcp_gateway_core::gate::{self, Head, HeadVerdict, Reply};
 use mcp_gateway_core::jsonrpc::{self, code, MessageKind, RequestInfo};
 use mcp_gateway_core::metrics::MethodLabel;
@@ -130,6 +130,13 @@ impl GatewayHttp {
         self.phase = Phase::Replied;
         let outcome = if status == 202 {
             Outcome::Accepted
+        } else if body.is_empty() {
+            // DELETE fan-out: no JSON-RPC answer, the HTTP status is the outcome.
+            if (200..300).contains(&status) {
+                Outcome::Ok
+            } else {
+                Outcome::UpstreamError
+            }
         } else {
             let mut observer = ResponseObserver::new(
                 status,
@@ -247,7 +254,19 @@ impl HttpContext for GatewayHttp {
                         },
                         // No merged server-initiated stream: see docs/federation.md.
                         "GET" => {
-                            self.local_answer(405, "", None);
+                            let reply = gate::Reply {
+                                status: 405,
+                                body: jsonrpc::error_body(
+                                    None,
+                                    code::INVALID_REQUEST,
+                                    "Method Not Allowed: this gateway offers no server-initiated stream (GET)",
+                                    None,
+                                ),
+                                headers: vec![("allow", "POST, DELETE".to_owned())],
+                                reason: mcp_gateway_core::metrics::RejectReason::MethodNotAllowed,
+                                method: label,
+                            };
+                            self.reply(reply);
                             Action::Pause
                         }
                         _ => Action::Continue,
@@ -380,21 +399,33 @@ impl HttpContext for GatewayHttp {
                 Vec::new()
             };
             let observer = &mut self.observer;
-            let out = rewriter.feed(&chunk, |m| {
+            let emit = rewriter.feed(&chunk, |m| {
                 if let Some(o) = observer.as_mut() {
                     o.message(m);
                 }
             });
-            host::replace_response_body(body_size, out);
-            if end_of_stream {
-                let changed = std::mem::take(&mut rewriter.list_changed);
-                if !changed.is_empty() {
-                    self.cache.borrow_mut().invalidate(&changed);
+            match emit {
+                Emit::Unchanged if !end_of_stream => {}
+                Emit::Unchanged => {
+                    if !rewriter.finish().is_empty() {
+                        let mut all = chunk.clone();
+                        all.extend_from_slice(rewriter.finish());
+                        host::replace_response_body(body_size, &all);
+                    }
                 }
-                self.finish(false);
-            } else if !rewriter.list_changed.is_empty() {
+                Emit::Replace(out) if !end_of_stream => host::replace_response_body(body_size, out),
+                Emit::Replace(out) => {
+                    let mut all = out.to_vec();
+                    all.extend_from_slice(rewriter.finish());
+                    host::replace_response_body(body_size, &all);
+                }
+            }
+            if !rewriter.list_changed.is_empty() {
                 let changed = std::mem::take(&mut rewriter.list_changed);
                 self.cache.borrow_mut().invalidate(&changed);
+            }
+            if end_of_stream {
+                self.finish(false);
             }
             return Action::Continue;
         }

