@@ -81,7 +81,7 @@ impl GatewayHttp {
         let info = self.info.clone().unwrap_or_else(empty_info);
         let session = match plan::open_session(&codec, &self.head, &info) {
             Ok(session) => session,
-            Err(answer) => return self.carry_out(fed, answer, body),
+            Err(answer) => return self.carry_out(fed, *answer, body),
         };
         let now = now_ms();
         let plan = {

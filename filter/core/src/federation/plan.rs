@@ -124,27 +124,27 @@ pub fn open_session(
     codec: &SessionCodec,
     head: &Head,
     info: &RequestInfo,
-) -> Result<Option<SessionState>, Plan> {
+) -> Result<Option<SessionState>, Box<Plan>> {
     if info.method.as_deref() == Some("initialize") {
         return Ok(None);
     }
     let Some(raw_session) = head.session_id.as_deref() else {
-        return Err(error(
+        return Err(Box::new(error(
             info,
             400,
             code::INVALID_REQUEST,
             "Bad Request: Mcp-Session-Id header is required (send initialize first)",
-        ));
+        )));
     };
     // Tampered, foreign, or sealed with an old key: the spec's answer is 404, after which the
     // client starts a new session.
     codec.open(raw_session).map(Some).map_err(|_| {
-        error(
+        Box::new(error(
             info,
             404,
             code::INVALID_REQUEST,
             "Session not found: re-initialize",
-        )
+        ))
     })
 }
 
