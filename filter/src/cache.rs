@@ -28,8 +28,25 @@ struct Stored<'a> {
     result: &'a RawValue,
 }
 
+/// The gateway's own upstream sessions for stateless clients, and the merged discover result.
+#[derive(Clone)]
+pub struct Owned {
+    pub state: mcp_gateway_core::federation::session::SessionState,
+    pub discover: std::rc::Rc<str>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredOwned<'a> {
+    exp: u64,
+    state: mcp_gateway_core::federation::session::SessionState,
+    #[serde(borrow)]
+    discover: &'a RawValue,
+}
+
 #[derive(Default)]
 pub struct ListCache {
+    /// Parsed copy of the shared owned-session entry, with its CAS and expiry.
+    owned: Option<(u32, u64, Owned)>,
     /// Distinguishes configurations that share a VM id.
     namespace: String,
     /// The capability scope of the request being served (see `plan::scope_of`).
@@ -49,6 +66,7 @@ fn kind_key(kind: ListKind) -> &'static str {
 impl ListCache {
     pub fn new(namespace: String) -> Self {
         ListCache {
+            owned: None,
             namespace,
             scope: String::new(),
             entries: HashMap::new(),
@@ -146,6 +164,61 @@ impl ListCache {
             let entry = build_entry(cas, stored.exp, result, merged.owners.clone(), kind);
             self.entries.insert(self.slot(kind), entry);
         }
+    }
+
+    fn owned_key(&self) -> String {
+        format!("mcpgw.{}.owned", self.namespace)
+    }
+
+    /// The gateway's own upstream sessions, shared by every worker, if prepared and not expired.
+    pub fn owned(&mut self, now_ms: u64) -> Option<Owned> {
+        let key = self.owned_key();
+        let (bytes, cas) = match hostcalls::get_shared_data(&key) {
+            Ok((Some(b), Some(cas))) if !b.is_empty() => (b, cas),
+            _ => {
+                self.owned = None;
+                return None;
+            }
+        };
+        if let Some((c, exp, owned)) = &self.owned {
+            if *c == cas {
+                return (*exp > now_ms).then(|| owned.clone());
+            }
+        }
+        let stored: StoredOwned<'_> = serde_json::from_slice(&bytes).ok()?;
+        let owned = Owned {
+            state: stored.state,
+            discover: std::rc::Rc::from(stored.discover.get()),
+        };
+        self.owned = Some((cas, stored.exp, owned.clone()));
+        (stored.exp > now_ms).then_some(owned)
+    }
+
+    /// Shares newly prepared upstream sessions for `ttl_ms`.
+    pub fn store_owned(
+        &mut self,
+        state: &mcp_gateway_core::federation::session::SessionState,
+        discover: &str,
+        ttl_ms: u64,
+        now_ms: u64,
+    ) {
+        let Ok(raw) = RawValue::from_string(discover.to_owned()) else {
+            return;
+        };
+        let stored = StoredOwned {
+            exp: now_ms.saturating_add(ttl_ms),
+            state: state.clone(),
+            discover: &raw,
+        };
+        if let Ok(bytes) = serde_json::to_vec(&stored) {
+            let _ = hostcalls::set_shared_data(&self.owned_key(), Some(&bytes), None);
+        }
+    }
+
+    /// Forgets the owned sessions (an upstream lost its session): the next request prepares anew.
+    pub fn drop_owned(&mut self) {
+        self.owned = None;
+        let _ = hostcalls::set_shared_data(&self.owned_key(), Some(b""), None);
     }
 
     /// Drops cached lists of the current scope, here and for every worker.

@@ -10,6 +10,7 @@ use mcp_gateway_core::federation::Federation;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType};
 
+use crate::cache::Owned;
 use crate::host;
 use crate::http::GatewayHttp;
 
@@ -18,9 +19,24 @@ pub struct Work {
     pub fan: FanOut,
     /// Host call tokens and the fan-out's keys for them.
     pub tokens: Vec<(u32, usize)>,
-    /// Re-plan the paused request with this session once the list is cached (`Plan::NeedList`).
-    pub replan: Option<SessionState>,
+    /// What to do when the fan-out is done.
+    pub after: After,
 }
+
+/// The continuation of a fan-out.
+pub enum After {
+    /// Answer the client with the fan-out's reply.
+    Reply,
+    /// The list is cached now: plan the paused request again with this session (`NeedList`).
+    Replan(SessionState),
+    /// The gateway's own upstream sessions are ready: share them, then plan the paused request.
+    Prepared,
+}
+
+/// How long prepared upstream sessions are shared: long when every server took part, short when
+/// some failed, so a recovered server is probed again soon.
+const OWNED_TTL_MS: u64 = 3_600_000;
+const OWNED_PARTIAL_TTL_MS: u64 = 15_000;
 
 /// What the request path should return to Envoy.
 pub enum Next {
@@ -79,6 +95,9 @@ impl GatewayHttp {
             return Next::Continue;
         };
         let info = self.info.clone().unwrap_or_else(empty_info);
+        if self.client_is_stateless() {
+            return self.federate_stateless(fed, &info, body);
+        }
         let session = match plan::open_session(&codec, &self.head, &info) {
             Ok(session) => session,
             Err(answer) => return self.carry_out(fed, *answer, body),
@@ -91,6 +110,56 @@ impl GatewayHttp {
                 cache.refresh(*kind, now);
             }
             plan::plan(fed, session, &info, body, &*cache)
+        };
+        self.carry_out(fed, plan, body)
+    }
+
+    /// A 2026-07-28 client: no session of its own; the gateway's own upstream sessions serve it.
+    pub(crate) fn client_is_stateless(&self) -> bool {
+        self.head
+            .protocol_version
+            .as_deref()
+            .is_some_and(mcp_gateway_core::protocol::is_stateless)
+    }
+
+    fn federate_stateless(
+        &mut self,
+        fed: &Federation,
+        info: &mcp_gateway_core::jsonrpc::RequestInfo,
+        body: &[u8],
+    ) -> Next {
+        let now = now_ms();
+        let owned = self.cache.borrow_mut().owned(now);
+        let Some(owned) = owned else {
+            self.pending_body = Some(body.to_vec());
+            return self.start_fanout(fed, FanOut::prepare(fed.servers.len()), After::Prepared);
+        };
+        self.serve_stateless(fed, info, body, owned, now)
+    }
+
+    fn serve_stateless(
+        &mut self,
+        fed: &Federation,
+        info: &mcp_gateway_core::jsonrpc::RequestInfo,
+        body: &[u8],
+        owned: Owned,
+        now: u64,
+    ) -> Next {
+        if info.method.as_deref() == Some("server/discover") {
+            let reply = mcp_gateway_core::federation::fanout::result_reply(
+                info.id.as_deref(),
+                &owned.discover,
+            );
+            self.local_answer(200, &reply, None);
+            return Next::Pause;
+        }
+        let plan = {
+            let mut cache = self.cache.borrow_mut();
+            cache.set_scope(&owned.state.scope);
+            for kind in kinds_for(self.info_method(), fed) {
+                cache.refresh(*kind, now);
+            }
+            plan::plan(fed, Some(owned.state), info, body, &*cache)
         };
         self.carry_out(fed, plan, body)
     }
@@ -112,11 +181,11 @@ impl GatewayHttp {
                 self.local_answer(status, &body, None);
                 Next::Pause
             }
-            Plan::FanOut(fan) => self.start_fanout(fed, fan, None),
+            Plan::FanOut(fan) => self.start_fanout(fed, fan, After::Reply),
             Plan::NeedList(kind, session) => {
                 let fan = FanOut::list(kind, None, session.clone(), fed.servers.len());
                 self.pending_body = Some(body.to_vec());
-                self.start_fanout(fed, fan, Some(session))
+                self.start_fanout(fed, fan, After::Replan(session))
             }
         }
     }
@@ -129,7 +198,7 @@ impl GatewayHttp {
             .as_deref()
             .and_then(|id| self.config.sessions.as_ref().map(|c| c.open(id)));
         match state {
-            Some(Ok(session)) => self.start_fanout(fed, FanOut::delete(session), None),
+            Some(Ok(session)) => self.start_fanout(fed, FanOut::delete(session), After::Reply),
             _ => {
                 let body =
                     mcp_gateway_core::jsonrpc::error_body(None, -32600, "Session not found", None);
@@ -150,6 +219,18 @@ impl GatewayHttp {
         if let Some(v) = route.version.as_deref() {
             host::set_request_header("mcp-protocol-version", Some(v));
         }
+        // Mirrored headers must match what the upstream reads in the body: the stripped name for
+        // a stateless upstream; a session-based one gets none.
+        if route.stateless {
+            if let Some(own) = route.upstream_name.as_deref() {
+                let value = mcp_gateway_core::protocol::encode_header_value(own);
+                host::set_request_header("mcp-name", Some(&value));
+            }
+        } else if self.head.mcp_method.is_some() || self.head.mcp_name.is_some() {
+            host::set_request_header("mcp-method", None);
+            host::set_request_header("mcp-name", None);
+        }
+        self.owned_route = self.client_is_stateless() && !route.stateless;
         if let Some(new_body) = &route.body {
             if let Err(s) =
                 hostcalls::set_buffer(BufferType::HttpRequestBody, 0, body.len(), new_body)
@@ -161,17 +242,12 @@ impl GatewayHttp {
         self.route_server = fed.servers.get(route.server).map(|s| s.name.clone());
     }
 
-    fn start_fanout(
-        &mut self,
-        fed: &Federation,
-        mut fan: FanOut,
-        replan: Option<SessionState>,
-    ) -> Next {
+    fn start_fanout(&mut self, fed: &Federation, mut fan: FanOut, after: After) -> Next {
         let calls = fan.start(fed);
         let mut work = Work {
             fan,
             tokens: Vec::new(),
-            replan,
+            after,
         };
         let mut failed = Vec::new();
         for call in calls {
@@ -273,15 +349,10 @@ impl GatewayHttp {
             return Next::Pause;
         };
         let finished = work.fan.finish(fed);
-        self.after_fanout(fed, finished, work.replan)
+        self.after_fanout(fed, finished, work.after)
     }
 
-    fn after_fanout(
-        &mut self,
-        fed: &Federation,
-        done: Finished,
-        replan: Option<SessionState>,
-    ) -> Next {
+    fn after_fanout(&mut self, fed: &Federation, done: Finished, after: After) -> Next {
         for (server, why) in &done.failures {
             log::warn!("upstream MCP server {server} failed: {why}");
             self.stats.borrow_mut().upstream_failure(fed, server);
@@ -298,7 +369,29 @@ impl GatewayHttp {
                 .borrow_mut()
                 .store(*kind, merged, fed.list_cache_ttl_ms, now_ms());
         }
-        if let Some(session) = replan {
+        if let After::Prepared = after {
+            let body = self.pending_body.take().unwrap_or_default();
+            let (Some(state), Some(discover)) = (&done.new_session, &done.discover) else {
+                self.local_answer(done.status, &done.body, None);
+                return Next::Pause;
+            };
+            let ttl = if done.failures.is_empty() {
+                OWNED_TTL_MS
+            } else {
+                OWNED_PARTIAL_TTL_MS
+            };
+            let now = now_ms();
+            self.cache
+                .borrow_mut()
+                .store_owned(state, discover, ttl, now);
+            let info = self.info.clone().unwrap_or_else(empty_info);
+            let owned = Owned {
+                state: state.clone(),
+                discover: std::rc::Rc::from(discover.as_str()),
+            };
+            return self.serve_stateless(fed, &info, &body, owned, now);
+        }
+        if let After::Replan(session) = after {
             let body = self.pending_body.take().unwrap_or_default();
             if done.status != 200 {
                 self.local_answer(done.status, &done.body, None);

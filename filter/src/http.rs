@@ -57,8 +57,12 @@ pub struct GatewayHttp {
     pub(crate) pending_body: Option<Vec<u8>>,
     /// The server a federated request was routed to.
     pub(crate) route_server: Option<String>,
+    /// Routed on the gateway's own upstream session (a stateless client, a session-based server).
+    pub(crate) owned_route: bool,
     /// Rewrites a routed SSE response (server-to-client request ids).
     rewriter: Option<StreamRewriter>,
+    /// Buffer the routed JSON response to add `resultType` (stateless client, legacy server).
+    inject_json: bool,
     label: MethodLabel,
     /// Raw JSON id of the request, for errors the gateway writes on the upstream's behalf.
     request_id: Option<String>,
@@ -86,7 +90,9 @@ impl GatewayHttp {
             work: None,
             pending_body: None,
             route_server: None,
+            owned_route: false,
             rewriter: None,
+            inject_json: false,
             label: MethodLabel::extra(mcp_gateway_core::metrics::LABEL_UNPARSED),
             request_id: None,
             is_request: false,
@@ -344,18 +350,31 @@ impl HttpContext for GatewayHttp {
             host::response_header("content-length").and_then(|v| v.parse::<usize>().ok());
         let kind = body_kind(content_type.as_deref());
         let mut observed_type = content_type.as_deref();
+        if self.owned_route && (status == 404 || status == 400) {
+            // The gateway's own session with that server is gone (restart, expiry): prepare anew
+            // on the next request. This one fails; the client retries.
+            self.cache.borrow_mut().drop_owned();
+        }
         if let Some(server) = self.route_server.as_deref() {
             // The client knows only the gateway's session id, never an upstream's.
             if host::response_header("mcp-session-id").is_some() {
                 host::set_response_header("mcp-session-id", self.head.session_id.as_deref());
             }
             if kind == BodyKind::EventStream && (200..300).contains(&status) {
-                self.rewriter = Some(StreamRewriter::new(
-                    server,
-                    self.config.max_observed_response_bytes,
-                ));
+                let rewriter = StreamRewriter::new(server, self.config.max_observed_response_bytes);
+                self.rewriter = Some(if self.owned_route {
+                    rewriter.injecting_result_type()
+                } else {
+                    rewriter
+                });
                 host::set_response_header("content-length", None);
                 observed_type = None;
+            }
+            if self.owned_route && kind == BodyKind::Json && (200..300).contains(&status) {
+                // A session-based server answering a stateless client: its JSON result needs the
+                // `resultType` that 2026-07-28 requires, so this (small) body is buffered.
+                self.inject_json = true;
+                host::set_response_header("content-length", None);
             }
         }
         self.observer = Some(ResponseObserver::new(
@@ -389,6 +408,24 @@ impl HttpContext for GatewayHttp {
             let text = host::response_body(body_size).unwrap_or_default();
             let body = self.upstream_error_body(status, &text);
             host::replace_response_body(body_size, body.as_bytes());
+            self.finish(false);
+            return Action::Continue;
+        }
+        if self.inject_json {
+            if !end_of_stream {
+                return Action::Pause;
+            }
+            let body = host::response_body(body_size).unwrap_or_default();
+            let body = match mcp_gateway_core::federation::rewrite::inject_result_type(&body) {
+                Some(new) => {
+                    host::replace_response_body(body_size, &new);
+                    new
+                }
+                None => body,
+            };
+            if let Some(o) = self.observer.as_mut() {
+                o.feed(&body);
+            }
             self.finish(false);
             return Action::Continue;
         }

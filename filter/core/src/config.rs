@@ -11,7 +11,7 @@ use crate::federation::config::{RawFederation, RawServer};
 use crate::federation::session::SessionCodec;
 use crate::federation::Federation;
 use crate::origin::{HostPattern, OriginPattern};
-use crate::protocol::{is_stateless, KNOWN_VERSIONS};
+use crate::protocol::KNOWN_VERSIONS;
 
 /// Largest request body the gateway will buffer, whatever the config says: Envoy's own buffer
 /// limits and the wasm VM's memory make larger bodies a liability.
@@ -44,8 +44,7 @@ pub struct RawConfig {
     pub allowed_hosts: Option<Vec<String>>,
     /// Names of the request headers the filter sets from the body, for Envoy's routing.
     pub routing_headers: Option<RawRoutingHeaders>,
-    /// `MCP-Protocol-Version` values accepted. Default: every revision the gateway knows
-    /// (with `servers`: the session-based ones, see docs/federation.md).
+    /// `MCP-Protocol-Version` values accepted. Default: every revision the gateway knows.
     pub protocol_versions: Option<Vec<String>>,
     /// Upstream MCP servers to federate behind this one endpoint. Absent: the gateway proxies to
     /// whatever Envoy's route picks, as one server.
@@ -176,13 +175,6 @@ impl Config {
             None => None,
         };
         let protocol_versions = match raw.protocol_versions {
-            // Federation speaks the session-based revisions for now: a 2026-07-28 client gets
-            // UnsupportedProtocolVersion listing them and falls back (docs/federation.md).
-            None if federation.is_some() => KNOWN_VERSIONS
-                .iter()
-                .filter(|v| !is_stateless(v))
-                .map(|v| (*v).to_owned())
-                .collect(),
             None => KNOWN_VERSIONS.iter().map(|v| (*v).to_owned()).collect(),
             Some(list) if list.is_empty() => {
                 return Err(invalid(

@@ -255,6 +255,30 @@ pub fn merge_initialize(version: &str, parts: &[InitPart<'_>]) -> Value {
     Value::Object(result)
 }
 
+/// The merged `server/discover` result for stateless (2026-07-28) clients: the same union of
+/// capabilities and instructions as [`merge_initialize`], in the discover shape.
+pub fn merge_discover(parts: &[InitPart<'_>]) -> Value {
+    let merged = merge_initialize(crate::protocol::FIRST_STATELESS, parts);
+    let mut result = Map::new();
+    result.insert("resultType".into(), Value::String("complete".into()));
+    result.insert(
+        "supportedVersions".into(),
+        Value::Array(vec![Value::String(crate::protocol::FIRST_STATELESS.into())]),
+    );
+    if let Some(c) = merged.get("capabilities") {
+        result.insert("capabilities".into(), c.clone());
+    }
+    if let Some(i) = merged.get("instructions") {
+        result.insert("instructions".into(), i.clone());
+    }
+    if let Some(info) = merged.get("serverInfo") {
+        let mut meta = Map::new();
+        meta.insert("io.modelcontextprotocol/serverInfo".into(), info.clone());
+        result.insert("_meta".into(), Value::Object(meta));
+    }
+    Value::Object(result)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

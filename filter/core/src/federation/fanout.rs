@@ -10,7 +10,8 @@
 use serde_json::Value;
 
 use crate::federation::aggregate::{
-    merge_initialize, negotiate_version, InitPart, ListAccumulator, ListKind, MergedList, MAX_PAGES,
+    merge_discover, merge_initialize, negotiate_version, InitPart, ListAccumulator, ListKind,
+    MergedList, MAX_PAGES,
 };
 use crate::federation::config::Federation;
 use crate::federation::session::{SessionState, UpstreamSession};
@@ -51,6 +52,8 @@ pub struct Finished {
     pub merged: Option<(ListKind, MergedList)>,
     /// Servers that failed, with why: for logs and counters.
     pub failures: Vec<(String, String)>,
+    /// After `prepare`: the merged `server/discover` result for stateless clients.
+    pub discover: Option<String>,
 }
 
 #[derive(Debug)]
@@ -69,6 +72,55 @@ enum Job {
     Broadcast { reply_result: Option<&'static str> },
     /// DELETE of the session at every server.
     Delete,
+    /// The gateway's own upstream sessions for stateless (2026-07-28) clients: each server is
+    /// probed with `server/discover`; one that answers is used statelessly, any other gets an
+    /// `initialize` + `notifications/initialized` of the gateway's own.
+    Prepare {
+        results: Vec<Option<(Value, UpstreamSession)>>,
+    },
+}
+
+/// Which step of [`Job::Prepare`] a call is.
+#[derive(Debug, Clone)]
+enum Step {
+    Plain,
+    Discover,
+    Initialize,
+    Initialized {
+        result: Value,
+        session: UpstreamSession,
+    },
+}
+
+/// The revision the gateway speaks to upstreams on behalf of stateless clients.
+const MODERN: &str = crate::protocol::FIRST_STATELESS;
+/// The revision of the gateway's own sessions with servers that are not stateless.
+const LEGACY: &str = "2025-11-25";
+
+/// `_meta` every stateless request carries: the version and the (empty) client capabilities.
+fn modern_meta() -> String {
+    format!(
+        "{{\"io.modelcontextprotocol/protocolVersion\":\"{MODERN}\",\"io.modelcontextprotocol/clientCapabilities\":{{}},\"io.modelcontextprotocol/clientInfo\":{{\"name\":\"mcp-gateway-wasm\",\"version\":\"{}\"}}}}",
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+/// Params for a list call: the cursor, and for stateless upstreams the `_meta` envelope.
+fn list_params(cursor: Option<&str>, stateless: bool) -> String {
+    let mut out = String::from("{");
+    if let Some(c) = cursor {
+        out.push_str("\"cursor\":");
+        push_json_string(&mut out, c);
+    }
+    if stateless {
+        if cursor.is_some() {
+            out.push(',');
+        }
+        out.push_str("\"_meta\":");
+        out.push_str(&modern_meta());
+    }
+    out.push('}');
+    out
 }
 
 #[derive(Debug)]
@@ -84,6 +136,8 @@ pub struct FanOut {
     pending: usize,
     failures: Vec<(usize, UpstreamFailure)>,
     session_lost: bool,
+    /// Per call key: its step (only [`Job::Prepare`] has more than one).
+    steps: Vec<Step>,
 }
 
 fn request_body(method: &str, params: &str, id: Option<u64>) -> Vec<u8> {
@@ -164,6 +218,19 @@ impl FanOut {
         )
     }
 
+    /// The gateway's own upstream sessions for stateless clients (see [`Job::Prepare`]).
+    pub fn prepare(servers: usize) -> FanOut {
+        FanOut::new(
+            Job::Prepare {
+                results: vec![None; servers],
+            },
+            None,
+            None,
+            String::new(),
+            "server/discover",
+        )
+    }
+
     /// DELETE of a gateway session: ends every upstream session it carries.
     pub fn delete(session: SessionState) -> FanOut {
         FanOut::new(Job::Delete, None, Some(session), String::new(), "")
@@ -187,6 +254,7 @@ impl FanOut {
             pending: 0,
             failures: Vec::new(),
             session_lost: false,
+            steps: Vec::new(),
         }
     }
 
@@ -194,7 +262,23 @@ impl FanOut {
         self.pending
     }
 
-    fn callout(&mut self, fed: &Federation, server: usize, body: Vec<u8>) -> Option<Callout> {
+    fn stateless(&self, fed: &Federation, server: usize) -> bool {
+        let (Some(session), Some(s)) = (&self.session, fed.servers.get(server)) else {
+            return false;
+        };
+        session
+            .upstream(&s.name)
+            .and_then(|u| u.version.as_deref())
+            .is_some_and(crate::protocol::is_stateless)
+    }
+
+    fn callout(
+        &mut self,
+        fed: &Federation,
+        server: usize,
+        body: Vec<u8>,
+        step: Step,
+    ) -> Option<Callout> {
         let s = fed.servers.get(server)?;
         let verb = if matches!(self.job, Job::Delete) {
             "DELETE"
@@ -211,17 +295,34 @@ impl FanOut {
                 "application/json, text/event-stream".to_owned(),
             ),
         ];
-        match (&self.job, &self.session) {
-            (Job::Initialize { version, .. }, _) => {
-                headers.push(("mcp-protocol-version".to_owned(), version.clone()));
+        let mut header = |k: &str, v: &str| headers.push((k.to_owned(), v.to_owned()));
+        match (&step, &self.job, &self.session) {
+            (Step::Discover, _, _) => {
+                header("mcp-protocol-version", MODERN);
+                header("mcp-method", "server/discover");
             }
-            (_, Some(session)) => {
+            (Step::Initialize, _, _) => header("mcp-protocol-version", LEGACY),
+            (Step::Initialized { session, .. }, _, _) => {
+                if let Some(id) = &session.session_id {
+                    header("mcp-session-id", id);
+                }
+                if let Some(v) = &session.version {
+                    header("mcp-protocol-version", v);
+                }
+            }
+            (Step::Plain, Job::Initialize { version, .. }, _) => {
+                header("mcp-protocol-version", version);
+            }
+            (Step::Plain, _, Some(session)) => {
                 if let Some(up) = session.upstream(&s.name) {
                     if let Some(id) = &up.session_id {
-                        headers.push(("mcp-session-id".to_owned(), id.clone()));
+                        header("mcp-session-id", id);
                     }
                     if let Some(v) = &up.version {
-                        headers.push(("mcp-protocol-version".to_owned(), v.clone()));
+                        header("mcp-protocol-version", v);
+                        if crate::protocol::is_stateless(v) {
+                            header("mcp-method", &self.method);
+                        }
                     }
                 }
             }
@@ -230,6 +331,7 @@ impl FanOut {
         let key = self.next_key;
         self.next_key += 1;
         self.calls.push(server);
+        self.steps.push(step);
         self.pending += 1;
         Some(Callout {
             key,
@@ -244,7 +346,9 @@ impl FanOut {
     /// The servers this fan-out talks to: all for initialize, the session's otherwise.
     fn targets(&self, fed: &Federation) -> Vec<usize> {
         match (&self.job, &self.session) {
-            (Job::Initialize { .. }, _) | (_, None) => (0..fed.servers.len()).collect(),
+            (Job::Initialize { .. } | Job::Prepare { .. }, _) | (_, None) => {
+                (0..fed.servers.len()).collect()
+            }
             (_, Some(session)) => fed
                 .servers
                 .iter()
@@ -260,41 +364,51 @@ impl FanOut {
         let is_request = !matches!(self.job, Job::Broadcast { reply_result: None });
         let params = std::mem::take(&mut self.params);
         let method = self.method.clone();
-        let body = if matches!(self.job, Job::Delete) {
-            Vec::new()
-        } else {
-            request_body(&method, &params, is_request.then_some(1))
-        };
-        let out = self
-            .targets(fed)
-            .into_iter()
-            .filter_map(|i| self.callout(fed, i, body.clone()))
-            .collect();
+        let mut out = Vec::new();
+        for i in self.targets(fed) {
+            let (body, step) = match &self.job {
+                Job::Delete => (Vec::new(), Step::Plain),
+                Job::Prepare { .. } => {
+                    let params = format!("{{\"_meta\":{}}}", modern_meta());
+                    (
+                        request_body("server/discover", &params, Some(1)),
+                        Step::Discover,
+                    )
+                }
+                Job::List { .. } => {
+                    let params = list_params(None, self.stateless(fed, i));
+                    (request_body(&method, &params, Some(1)), Step::Plain)
+                }
+                _ => (
+                    request_body(&method, &params, is_request.then_some(1)),
+                    Step::Plain,
+                ),
+            };
+            out.extend(self.callout(fed, i, body, step));
+        }
         self.params = params;
         out
     }
 
-    /// Takes one answer; returns follow-up calls (the next page of a list).
+    /// Takes one answer; returns follow-up calls (the next page of a list, the next step of
+    /// preparing a server).
     pub fn on_reply(
         &mut self,
         fed: &Federation,
         key: usize,
         reply: CalloutReply<'_>,
     ) -> Vec<Callout> {
-        let Some(&server) = self.calls.get(key) else {
+        let (Some(&server), Some(step)) = (self.calls.get(key), self.steps.get(key).cloned())
+        else {
             return Vec::new();
         };
         self.pending = self.pending.saturating_sub(1);
+        if matches!(self.job, Job::Prepare { .. }) {
+            return self.prepare_step(fed, server, step, reply);
+        }
         if matches!(self.job, Job::Broadcast { .. } | Job::Delete) {
             // Notifications get 202 with no body; only transport failures matter.
-            if reply.status == 0 || reply.status >= 400 {
-                let failure = if reply.status == 404 {
-                    UpstreamFailure::SessionLost
-                } else if reply.status == 0 {
-                    UpstreamFailure::Unreachable
-                } else {
-                    UpstreamFailure::Http(reply.status)
-                };
+            if let Some(failure) = http_failure(reply.status) {
                 self.failures.push((server, failure));
             }
             return Vec::new();
@@ -310,6 +424,7 @@ impl FanOut {
             }
         };
         let mut next = None;
+        let stateless = self.stateless(fed, server);
         match &mut self.job {
             Job::Initialize { results, .. } => {
                 if let Some(slot) = results.get_mut(server) {
@@ -324,18 +439,99 @@ impl FanOut {
                         *p
                     });
                     if page.is_some_and(|p| p < MAX_PAGES) {
-                        let mut params = String::from("{\"cursor\":");
-                        push_json_string(&mut params, &cursor);
-                        params.push('}');
+                        let params = list_params(Some(&cursor), stateless);
                         next = Some(request_body(kind.method(), &params, Some(1)));
                     }
                 }
             }
-            Job::Broadcast { .. } | Job::Delete => {}
+            Job::Broadcast { .. } | Job::Delete | Job::Prepare { .. } => {}
         }
-        next.and_then(|body| self.callout(fed, server, body))
+        next.and_then(|body| self.callout(fed, server, body, Step::Plain))
             .into_iter()
             .collect()
+    }
+
+    fn prepare_step(
+        &mut self,
+        fed: &Federation,
+        server: usize,
+        step: Step,
+        reply: CalloutReply<'_>,
+    ) -> Vec<Callout> {
+        let name = fed
+            .servers
+            .get(server)
+            .map(|s| s.name.clone())
+            .unwrap_or_default();
+        let next = match step {
+            Step::Discover => match read_result(reply.status, reply.content_type, reply.body) {
+                Ok(result)
+                    if result
+                        .get("supportedVersions")
+                        .and_then(Value::as_array)
+                        .is_some_and(|v| v.iter().any(|x| x.as_str() == Some(MODERN))) =>
+                {
+                    let session = UpstreamSession {
+                        server: name,
+                        session_id: None,
+                        version: Some(MODERN.to_owned()),
+                    };
+                    self.prepared(server, result, session);
+                    None
+                }
+                // Not a stateless server (or not this revision): a session of the gateway's own.
+                _ => {
+                    let params = format!(
+                        "{{\"protocolVersion\":\"{LEGACY}\",\"capabilities\":{{}},\"clientInfo\":{{\"name\":\"mcp-gateway-wasm\",\"version\":\"{}\"}}}}",
+                        env!("CARGO_PKG_VERSION")
+                    );
+                    Some((
+                        request_body("initialize", &params, Some(1)),
+                        Step::Initialize,
+                    ))
+                }
+            },
+            Step::Initialize => match read_result(reply.status, reply.content_type, reply.body) {
+                Ok(result) => {
+                    let session = UpstreamSession {
+                        server: name,
+                        session_id: reply.session_id.map(str::to_owned),
+                        version: Some(
+                            result
+                                .get("protocolVersion")
+                                .and_then(Value::as_str)
+                                .unwrap_or(LEGACY)
+                                .to_owned(),
+                        ),
+                    };
+                    let body = request_body("notifications/initialized", "", None);
+                    Some((body, Step::Initialized { result, session }))
+                }
+                Err(e) => {
+                    self.failures.push((server, e));
+                    None
+                }
+            },
+            Step::Initialized { result, session } => {
+                match http_failure(reply.status) {
+                    Some(failure) => self.failures.push((server, failure)),
+                    None => self.prepared(server, result, session),
+                }
+                None
+            }
+            Step::Plain => None,
+        };
+        next.and_then(|(body, step)| self.callout(fed, server, body, step))
+            .into_iter()
+            .collect()
+    }
+
+    fn prepared(&mut self, server: usize, result: Value, session: UpstreamSession) {
+        if let Job::Prepare { results } = &mut self.job {
+            if let Some(slot) = results.get_mut(server) {
+                *slot = Some((result, session));
+            }
+        }
     }
 
     fn error_reply(&self, code: i64, message: &str) -> String {
@@ -428,7 +624,20 @@ impl FanOut {
                 }
             }
             Job::List { kind, acc, .. } => {
-                let merged = acc.finish(fed);
+                let mut merged = acc.finish(fed);
+                if self
+                    .session
+                    .as_ref()
+                    .is_some_and(SessionState::is_stateless_client)
+                {
+                    // 2026-07-28 results carry these; the gateway's cache is its own business,
+                    // so clients are told not to cache (lists are filtered per caller later on).
+                    if let Some(obj) = merged.result.as_object_mut() {
+                        obj.insert("resultType".into(), Value::String("complete".into()));
+                        obj.insert("ttlMs".into(), Value::from(0));
+                        obj.insert("cacheScope".into(), Value::String("private".into()));
+                    }
+                }
                 let body = result_reply(id, &merged.result.to_string());
                 // Cache only complete views: a list missing a failed server would hide its tools
                 // for the whole TTL after it recovers.
@@ -442,6 +651,43 @@ impl FanOut {
                 reply_result: Some(r),
             } => Finished::reply(200, result_reply(id, r), failures),
             Job::Broadcast { reply_result: None } => Finished::reply(202, String::new(), failures),
+            Job::Prepare { results } => {
+                let mut parts = Vec::new();
+                let mut upstreams = Vec::new();
+                for (r, s) in results.iter().zip(&fed.servers) {
+                    if let Some((result, session)) = r {
+                        parts.push(InitPart {
+                            server: &s.name,
+                            result,
+                        });
+                        upstreams.push(session.clone());
+                    }
+                }
+                if parts.is_empty() {
+                    let detail: Vec<String> =
+                        failures.iter().map(|(s, e)| format!("{s}: {e}")).collect();
+                    let body = jsonrpc::error_body(
+                        id,
+                        code::INTERNAL_ERROR,
+                        &format!(
+                            "No upstream MCP server is reachable ({})",
+                            detail.join("; ")
+                        ),
+                        None,
+                    );
+                    return Finished::reply(502, body, failures);
+                }
+                let discover = merge_discover(&parts);
+                Finished {
+                    new_session: Some(SessionState {
+                        version: MODERN.to_owned(),
+                        upstreams,
+                        scope: crate::federation::session::STATELESS_SCOPE.to_owned(),
+                    }),
+                    discover: Some(discover.to_string()),
+                    ..Finished::reply(200, String::new(), failures)
+                }
+            }
             Job::Delete => Finished::reply(200, String::new(), failures),
         }
     }
@@ -455,7 +701,18 @@ impl Finished {
             new_session: None,
             merged: None,
             failures,
+            discover: None,
         }
+    }
+}
+
+/// A notification's or DELETE's HTTP answer as a failure, if it is one.
+fn http_failure(status: u16) -> Option<UpstreamFailure> {
+    match status {
+        0 => Some(UpstreamFailure::Unreachable),
+        404 => Some(UpstreamFailure::SessionLost),
+        s if s >= 400 => Some(UpstreamFailure::Http(s)),
+        _ => None,
     }
 }
 

@@ -22,6 +22,10 @@ pub struct Route {
     pub version: Option<String>,
     /// The body with the client-facing name or id swapped for the upstream's; `None`: unchanged.
     pub body: Option<Vec<u8>>,
+    /// The upstream's own name of the tool/prompt (for a stateless upstream's `Mcp-Name`).
+    pub upstream_name: Option<String>,
+    /// The upstream speaks the stateless revision: it wants `Mcp-Method`/`Mcp-Name`, no session.
+    pub stateless: bool,
 }
 
 #[derive(Debug)]
@@ -207,7 +211,14 @@ pub fn plan(
     match method {
         "ping" => Plan::Reply {
             status: 200,
-            body: result_reply(info.id.as_deref(), "{}"),
+            body: result_reply(
+                info.id.as_deref(),
+                if session.is_stateless_client() {
+                    r#"{"resultType":"complete"}"#
+                } else {
+                    "{}"
+                },
+            ),
         },
         "logging/setLevel" => {
             let params = params_raw(body).unwrap_or_default().to_owned();
@@ -300,6 +311,11 @@ fn route_to(
         session_id: up.session_id.clone(),
         version: up.version.clone(),
         body,
+        upstream_name: None,
+        stateless: up
+            .version
+            .as_deref()
+            .is_some_and(crate::protocol::is_stateless),
     })
 }
 
@@ -362,7 +378,13 @@ fn route_named(
             }
         }
     };
-    route_to(fed, session, info, server, rewritten)
+    match route_to(fed, session, info, server, rewritten) {
+        Plan::Route(mut route) => {
+            route.upstream_name = Some(own);
+            Plan::Route(route)
+        }
+        other => other,
+    }
 }
 
 fn route_uri(

@@ -41,6 +41,38 @@ pub fn replace_string_at(body: &[u8], path: &[&str], value: &str) -> Option<Vec<
     replace_at(body, path, &json)
 }
 
+/// A response's `result` with `"resultType":"complete"` added when it lacks one: what a
+/// 2026-07-28 client requires of every result, and session-based servers don't send. `None` when
+/// the message is not a response with an object result, or already has the field.
+pub fn inject_result_type(message: &[u8]) -> Option<Vec<u8>> {
+    if !contains(message, b"\"result\"") || contains(message, b"\"resultType\"") {
+        return None;
+    }
+    let (start, end) = locate(message, &["result"])?;
+    let raw = message.get(start..end)?;
+    if raw.first() != Some(&b'{') {
+        return None;
+    }
+    let empty = raw
+        .iter()
+        .skip(1)
+        .all(|b| b.is_ascii_whitespace() || *b == b'}');
+    let insert: &[u8] = if empty {
+        b"\"resultType\":\"complete\""
+    } else {
+        b"\"resultType\":\"complete\","
+    };
+    let mut out = Vec::with_capacity(message.len() + insert.len());
+    out.extend_from_slice(message.get(..=start)?);
+    out.extend_from_slice(insert);
+    out.extend_from_slice(message.get(start + 1..)?);
+    Some(out)
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
 const ID_PREFIX: &str = "mcpgw:";
 
 /// The id the client sees for a server-to-client request from `server`: a string that records the
@@ -94,6 +126,40 @@ mod tests {
             replace_at(br#"{"params":[1]}"#, &["params", "name"], "1"),
             None
         );
+    }
+
+    #[test]
+    fn result_type_is_added_to_results_that_lack_it() {
+        let out = inject_result_type(br#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#);
+        assert_eq!(
+            out.as_deref(),
+            Some(
+                &br#"{"jsonrpc":"2.0","id":1,"result":{"resultType":"complete","content":[]}}"#[..]
+            )
+        );
+        let out = inject_result_type(br#"{"jsonrpc":"2.0","id":1,"result":{}}"#);
+        assert_eq!(
+            out.as_deref(),
+            Some(&br#"{"jsonrpc":"2.0","id":1,"result":{"resultType":"complete"}}"#[..])
+        );
+        assert_eq!(
+            inject_result_type(br#"{"jsonrpc":"2.0","id":1,"result":{"resultType":"complete"}}"#),
+            None
+        );
+        assert_eq!(
+            inject_result_type(
+                br#"{"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"result"}}"#
+            ),
+            None
+        );
+        assert_eq!(
+            inject_result_type(br#"{"jsonrpc":"2.0","method":"notifications/progress"}"#),
+            None
+        );
+        let v: serde_json::Value =
+            serde_json::from_slice(&inject_result_type(br#"{"id":1,"result":{ }}"#).unwrap())
+                .unwrap();
+        assert_eq!(v["result"]["resultType"], "complete");
     }
 
     #[test]

@@ -49,7 +49,15 @@ pub struct SessionState {
     pub scope: String,
 }
 
+/// The cache scope of the gateway's own sessions for stateless clients.
+pub const STATELESS_SCOPE: &str = "stateless";
+
 impl SessionState {
+    /// Whether this is the gateway's own session serving 2026-07-28 (stateless) clients.
+    pub fn is_stateless_client(&self) -> bool {
+        self.scope == STATELESS_SCOPE
+    }
+
     pub fn upstream(&self, server: &str) -> Option<&UpstreamSession> {
         self.upstreams.iter().find(|u| u.server == server)
     }

@@ -32,6 +32,8 @@ pub struct StreamRewriter {
     /// straight through instead of piling up in `carry`.
     passing: bool,
     out: Vec<u8>,
+    /// Add `resultType` to results (a stateless client served by a session-based server).
+    inject_result_type: bool,
     /// Lists that a `notifications/*/list_changed` on this stream invalidated.
     pub list_changed: Vec<ListKind>,
 }
@@ -96,8 +98,15 @@ impl StreamRewriter {
             carry: Vec::new(),
             passing: false,
             out: Vec::new(),
+            inject_result_type: false,
             list_changed: Vec::new(),
         }
+    }
+
+    /// Also adds `"resultType":"complete"` to results that lack it.
+    pub fn injecting_result_type(mut self) -> Self {
+        self.inject_result_type = true;
+        self
     }
 
     /// Feeds one chunk; returns what to send on now. `on_message` sees each complete message's
@@ -113,9 +122,13 @@ impl StreamRewriter {
         let carry = &mut self.carry;
         let changed = &mut self.list_changed;
         let passing = &mut self.passing;
+        let inject = self.inject_result_type;
         self.parser.feed_indexed(chunk, |event, end| {
             let rewritten = if event.truncated {
                 None
+            } else if inject {
+                crate::federation::rewrite::inject_result_type(event.data)
+                    .or_else(|| rewrite_message(server, event.data, changed))
             } else {
                 rewrite_message(server, event.data, changed)
             };
