@@ -102,6 +102,21 @@ impl GatewayHttp {
             Ok(session) => session,
             Err(answer) => return self.carry_out(fed, *answer, body),
         };
+        // A session belongs to the caller that opened it: presented by anyone else, it is
+        // unknown (404), whatever the id looks like.
+        if let Some(state) = &session {
+            let caller = self.identity.as_ref().map(|i| i.subject.as_str());
+            if state.principal.as_deref() != caller {
+                let reply = mcp_gateway_core::jsonrpc::error_body(
+                    info.id.as_deref(),
+                    -32600,
+                    "Session not found: re-initialize",
+                    None,
+                );
+                self.local_answer(404, &reply, None);
+                return Next::Pause;
+            }
+        }
         let now = now_ms();
         let plan = {
             let mut cache = self.cache.borrow_mut();
@@ -422,7 +437,11 @@ impl GatewayHttp {
                 other => self.carry_out(fed, other, &body),
             };
         }
-        let session = done.new_session.as_ref().and_then(|s| self.seal(s));
+        let session = done.new_session.map(|mut state| {
+            state.principal = self.identity.as_ref().map(|i| i.subject.clone());
+            state
+        });
+        let session = session.as_ref().and_then(|s| self.seal(s));
         self.local_answer(done.status, &done.body, session.as_deref());
         Next::Pause
     }

@@ -18,6 +18,7 @@ use mcp_gateway_core::response::{body_kind, BodyKind, Outcome, ResponseObserver}
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
+use crate::authn::SharedAuth;
 use crate::cache::ListCache;
 use crate::federate::{Next, Work};
 use crate::host;
@@ -47,6 +48,9 @@ pub struct GatewayHttp {
     pub(crate) config: Rc<Config>,
     pub(crate) stats: Rc<RefCell<Stats>>,
     pub(crate) cache: Rc<RefCell<ListCache>>,
+    auth: Option<SharedAuth>,
+    /// Who the caller is, once authenticated.
+    pub(crate) identity: Option<mcp_gateway_core::auth::Identity>,
     phase: Phase,
     pub(crate) head: Head,
     /// The accepted message (federation plans on it).
@@ -79,11 +83,14 @@ impl GatewayHttp {
         config: Rc<Config>,
         stats: Rc<RefCell<Stats>>,
         cache: Rc<RefCell<ListCache>>,
+        auth: Option<SharedAuth>,
     ) -> Self {
         GatewayHttp {
             config,
             stats,
             cache,
+            auth,
+            identity: None,
             phase: Phase::Bypass,
             head: Head::default(),
             info: None,
@@ -165,6 +172,61 @@ impl GatewayHttp {
         host::send_reply(status, &headers, body.as_bytes());
     }
 
+    /// RFC 9728 protected-resource metadata, served by the gateway (the resource server).
+    fn serve_resource_metadata(&mut self, path: &str) -> Action {
+        let Some(auth) = self.auth.clone() else {
+            return Action::Continue;
+        };
+        let auth = auth.borrow();
+        let Some(meta) = auth.config().metadata.as_ref() else {
+            return Action::Continue;
+        };
+        if !meta.serves(path, &self.config.mcp_paths) {
+            return Action::Continue;
+        }
+        self.phase = Phase::Replied;
+        host::send_reply(
+            200,
+            &[
+                ("content-type", "application/json"),
+                ("cache-control", "max-age=300"),
+            ],
+            meta.document().as_bytes(),
+        );
+        Action::Pause
+    }
+
+    /// Authenticates the request when `auth` is configured; on failure answers 401/403/503 with
+    /// the `WWW-Authenticate` challenge and returns false.
+    fn check_auth(&mut self) -> bool {
+        let Some(auth) = self.auth.clone() else {
+            return true;
+        };
+        match crate::authn::authenticate(&auth) {
+            Ok(done) => {
+                self.stats
+                    .borrow_mut()
+                    .auth(if done.from_cache { "ok_cached" } else { "ok" });
+                self.identity = Some(done.identity);
+                true
+            }
+            Err(failure) => {
+                let answer = auth.borrow().config().reply_for(failure);
+                self.stats.borrow_mut().auth(failure.as_str());
+                self.phase = Phase::Replied;
+                self.stats.borrow_mut().request(self.label, Outcome::Denied);
+                host::set_filter_state(FS_OUTCOME, Outcome::Denied.as_str());
+                let body = jsonrpc::error_body(None, code::INVALID_REQUEST, answer.message, None);
+                let mut headers: Vec<(&str, &str)> = vec![("content-type", "application/json")];
+                if let Some(h) = answer.www_authenticate.as_deref() {
+                    headers.push(("www-authenticate", h));
+                }
+                host::send_reply(answer.status, &headers, body.as_bytes());
+                false
+            }
+        }
+    }
+
     /// Removes routing headers a client may have sent itself: only the gateway may set them.
     fn clear_routing_headers(&self) {
         host::set_request_header(&self.config.method_header, None);
@@ -238,10 +300,19 @@ impl HttpContext for GatewayHttp {
         };
         // Cheapest check first: non-MCP traffic costs one header read.
         if !self.config.is_mcp_path(&path) {
+            if path.starts_with("/.well-known/oauth-protected-resource") {
+                return self.serve_resource_metadata(&path);
+            }
             return Action::Continue;
         }
         self.read_head(path);
-        match gate::on_head(&self.config, &self.head) {
+        let verdict = gate::on_head(&self.config, &self.head);
+        let needs_auth = matches!(verdict, HeadVerdict::ReadBody | HeadVerdict::Forward(_))
+            && self.head.method != "OPTIONS";
+        if needs_auth && !self.check_auth() {
+            return Action::Pause;
+        }
+        match verdict {
             HeadVerdict::Bypass => Action::Continue,
             HeadVerdict::Reject(reply) => {
                 self.reply(reply);

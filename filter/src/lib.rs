@@ -4,6 +4,7 @@
 //! asks the core for a decision, and carries it out; the decisions themselves are tested natively
 //! in `filter/core`.
 
+mod authn;
 mod cache;
 mod federate;
 mod host;

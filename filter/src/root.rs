@@ -7,6 +7,7 @@ use mcp_gateway_core::config::Config;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 
+use crate::authn::{self, SharedAuth};
 use crate::cache::ListCache;
 use crate::host;
 use crate::http::GatewayHttp;
@@ -17,9 +18,27 @@ pub struct GatewayRoot {
     config: Option<Rc<Config>>,
     stats: Rc<RefCell<Stats>>,
     cache: Rc<RefCell<ListCache>>,
+    auth: Option<SharedAuth>,
+    /// The JWKS fetch in flight.
+    jwks_call: Option<u32>,
 }
 
-impl Context for GatewayRoot {}
+impl Context for GatewayRoot {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        if self.jwks_call == Some(token_id) {
+            self.jwks_call = None;
+            if let Some(auth) = &self.auth {
+                authn::jwks_answer(auth, body_size);
+            }
+        }
+    }
+}
 
 impl RootContext for GatewayRoot {
     /// Returning false makes Envoy reject the filter (and `envoy --mode validate` fail), with the
@@ -31,6 +50,22 @@ impl RootContext for GatewayRoot {
                 // Lists cached under one configuration must not answer for another that shares
                 // the VM id (e.g. after a reload that changed the servers).
                 self.cache = Rc::new(RefCell::new(ListCache::new(fingerprint(&raw))));
+                self.auth = config
+                    .auth
+                    .clone()
+                    .map(|a| Rc::new(RefCell::new(mcp_gateway_core::auth::Authenticator::new(a))));
+                if config
+                    .auth
+                    .as_ref()
+                    .is_some_and(|a| a.remote_jwks.is_some())
+                {
+                    // The JWKS schedule is checked every second; fetches follow the core's timing.
+                    if let Err(s) =
+                        proxy_wasm::hostcalls::set_tick_period(std::time::Duration::from_secs(1))
+                    {
+                        log::warn!("could not set tick period: {s:?}");
+                    }
+                }
                 self.config = Some(Rc::new(config));
                 true
             }
@@ -49,7 +84,16 @@ impl RootContext for GatewayRoot {
             config,
             self.stats.clone(),
             self.cache.clone(),
+            self.auth.clone(),
         )))
+    }
+
+    fn on_tick(&mut self) {
+        if self.jwks_call.is_none() {
+            if let Some(auth) = &self.auth {
+                self.jwks_call = authn::maybe_fetch_jwks(auth);
+            }
+        }
     }
 
     fn get_type(&self) -> Option<ContextType> {

@@ -17,6 +17,7 @@ pub struct Stats {
     notifications: Option<u32>,
     server_requests: Option<u32>,
     upstream_failures: std::collections::HashMap<String, Option<u32>>,
+    auth: std::collections::HashMap<&'static str, Option<u32>>,
 }
 
 impl Default for Stats {
@@ -28,6 +29,7 @@ impl Default for Stats {
             notifications: None,
             server_requests: None,
             upstream_failures: std::collections::HashMap::new(),
+            auth: std::collections::HashMap::new(),
         }
     }
 }
@@ -85,6 +87,12 @@ impl Stats {
             counter(slot, || metrics::upstream_failures_total(server)),
             1,
         );
+    }
+
+    /// `mcp.auth_total.result=<r>`: `ok`, `ok_cached`, or the failure reason (a closed set).
+    pub fn auth(&mut self, result: &'static str) {
+        let slot = self.auth.entry(result).or_insert(None);
+        add(counter(slot, || metrics::auth_total(result)), 1);
     }
 
     pub fn stream(&mut self, notifications: u32, server_requests: u32, garbled: u32) {

@@ -7,6 +7,9 @@
 
 use serde::Deserialize;
 
+use std::sync::Arc;
+
+use crate::auth::config::{AuthConfig, RawAuthConfig};
 use crate::federation::config::{RawFederation, RawServer};
 use crate::federation::session::SessionCodec;
 use crate::federation::Federation;
@@ -51,6 +54,9 @@ pub struct RawConfig {
     pub servers: Option<Vec<RawServer>>,
     /// Federation settings (name prefixes, session key, list cache).
     pub federation: Option<RawFederation>,
+    /// Authentication of clients: OAuth 2.1 bearer JWTs and/or API keys (docs/auth.md).
+    /// Absent: no authentication.
+    pub auth: Option<RawAuthConfig>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -77,6 +83,7 @@ pub struct Config {
     pub federation: Option<Federation>,
     /// Seals gateway session ids; present with `federation`.
     pub sessions: Option<SessionCodec>,
+    pub auth: Option<Arc<AuthConfig>>,
 }
 
 /// A configuration error; the message starts with the path of the offending field.
@@ -211,6 +218,10 @@ impl Config {
                 .as_ref()
                 .map(|f| SessionCodec::new(&f.session_key)),
             federation,
+            auth: match raw.auth {
+                Some(a) => Some(Arc::new(AuthConfig::compile(a)?)),
+                None => None,
+            },
         })
     }
 
@@ -236,6 +247,7 @@ impl Default for Config {
             protocol_versions: Vec::new(),
             federation: None,
             sessions: None,
+            auth: None,
         })
     }
 }

@@ -175,6 +175,12 @@ pub fn upstream_failures_total(server: &str) -> String {
     format!("mcp.upstream_failures_total.server={server}")
 }
 
+/// `mcp.auth_total.result=<r>`: authentications by result (`ok`, `ok_cached`, or the failure
+/// reason from the auth core's closed set).
+pub fn auth_total(result: &str) -> String {
+    format!("mcp.auth_total.result={result}")
+}
+
 /// Upstream messages on a response that were not valid JSON-RPC.
 pub const UPSTREAM_GARBLED_TOTAL: &str = "mcp.upstream_garbled_total";
 /// Notifications relayed on SSE responses.

@@ -29,10 +29,12 @@ pub enum Outcome {
     Incomplete,
     /// The response was not inspected (too large, or not JSON/SSE) but succeeded at HTTP level.
     Unknown,
+    /// Refused by authentication or policy.
+    Denied,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 8] = [
+    pub const ALL: [Outcome; 9] = [
         Outcome::Ok,
         Outcome::Error,
         Outcome::Accepted,
@@ -41,6 +43,7 @@ impl Outcome {
         Outcome::UpstreamError,
         Outcome::Incomplete,
         Outcome::Unknown,
+        Outcome::Denied,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -53,6 +56,7 @@ impl Outcome {
             Outcome::UpstreamError => "upstream_error",
             Outcome::Incomplete => "incomplete",
             Outcome::Unknown => "unknown",
+            Outcome::Denied => "denied",
         }
     }
 

@@ -619,6 +619,7 @@ impl FanOut {
                         version,
                         upstreams,
                         scope,
+                        principal: None,
                     }),
                     ..Finished::reply(200, result_reply(id, &merged.to_string()), failures)
                 }
@@ -683,6 +684,7 @@ impl FanOut {
                         version: MODERN.to_owned(),
                         upstreams,
                         scope: crate::federation::session::STATELESS_SCOPE.to_owned(),
+                        principal: None,
                     }),
                     discover: Some(discover.to_string()),
                     ..Finished::reply(200, String::new(), failures)

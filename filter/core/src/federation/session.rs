@@ -47,6 +47,10 @@ pub struct SessionState {
     /// The cache scope of the client's declared capabilities (see `plan::scope_of`).
     #[serde(rename = "c", default)]
     pub scope: String,
+    /// The authenticated subject that opened the session, when authentication is on: a session
+    /// id presented by anyone else is not theirs (404).
+    #[serde(rename = "p", default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
 }
 
 /// The cache scope of the gateway's own sessions for stateless clients.
@@ -159,6 +163,7 @@ mod tests {
                 },
             ],
             scope: "00ff".into(),
+            principal: Some("alice".into()),
         }
     }
 
