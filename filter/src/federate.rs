@@ -254,6 +254,13 @@ impl GatewayHttp {
             }
             host::set_request_header("content-length", Some(&new_body.len().to_string()));
         }
+        if let Some(c) = fed
+            .servers
+            .get(route.server)
+            .and_then(|s| s.credential.as_ref())
+        {
+            host::set_request_header(&c.header, Some(&c.value));
+        }
         self.route_server = fed.servers.get(route.server).map(|s| s.name.clone());
     }
 

@@ -227,6 +227,15 @@ impl GatewayHttp {
         }
     }
 
+    /// The configured upstream credential (not federating; federated servers have their own).
+    fn present_upstream_credential(&self) {
+        if self.config.federation.is_none() {
+            if let Some(c) = &self.config.upstream_credential {
+                host::set_request_header(&c.header, Some(&c.value));
+            }
+        }
+    }
+
     /// Removes routing headers a client may have sent itself: only the gateway may set them.
     fn clear_routing_headers(&self) {
         host::set_request_header(&self.config.method_header, None);
@@ -322,6 +331,7 @@ impl HttpContext for GatewayHttp {
                 self.clear_routing_headers();
                 self.label = label;
                 self.phase = Phase::Forwarded;
+                self.present_upstream_credential();
                 let config = self.config.clone();
                 if let Some(fed) = config.federation.as_ref() {
                     return match self.head.method.as_str() {
@@ -404,6 +414,7 @@ impl HttpContext for GatewayHttp {
                         Next::Pause => Action::Pause,
                     };
                 }
+                self.present_upstream_credential();
                 Action::Continue
             }
         }

@@ -57,6 +57,9 @@ pub struct RawConfig {
     /// Authentication of clients: OAuth 2.1 bearer JWTs and/or API keys (docs/auth.md).
     /// Absent: no authentication.
     pub auth: Option<RawAuthConfig>,
+    /// Credentials presented to the upstream when not federating (with `servers`, each server
+    /// has its own `credentials`).
+    pub upstream_credentials: Option<crate::credentials::RawCredentials>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -84,6 +87,7 @@ pub struct Config {
     /// Seals gateway session ids; present with `federation`.
     pub sessions: Option<SessionCodec>,
     pub auth: Option<Arc<AuthConfig>>,
+    pub upstream_credential: Option<crate::credentials::Credential>,
 }
 
 /// A configuration error; the message starts with the path of the offending field.
@@ -222,6 +226,13 @@ impl Config {
                 Some(a) => Some(Arc::new(AuthConfig::compile(a)?)),
                 None => None,
             },
+            upstream_credential: match raw.upstream_credentials {
+                Some(c) => Some(crate::credentials::Credential::compile(
+                    c,
+                    "upstreamCredentials",
+                )?),
+                None => None,
+            },
         })
     }
 
@@ -248,6 +259,7 @@ impl Default for Config {
             federation: None,
             sessions: None,
             auth: None,
+            upstream_credential: None,
         })
     }
 }

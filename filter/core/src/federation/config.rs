@@ -26,6 +26,8 @@ pub struct RawServer {
     pub timeout_ms: Option<u64>,
     /// Which of the server's tools are exposed (globs over the server's own names).
     pub tools: Option<RawToolFilter>,
+    /// What the gateway presents to this server (the client's own token never goes upstream).
+    pub credentials: Option<crate::credentials::RawCredentials>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -66,6 +68,7 @@ pub struct Server {
     pub timeout_ms: u64,
     pub allow: Vec<Glob>,
     pub deny: Vec<Glob>,
+    pub credential: Option<crate::credentials::Credential>,
 }
 
 impl Server {
@@ -203,6 +206,13 @@ impl Federation {
             };
             let allow = globs(filter.allow, "allow")?;
             let deny = globs(filter.deny, "deny")?;
+            let credential = match s.credentials {
+                Some(c) => Some(crate::credentials::Credential::compile(
+                    c,
+                    &at("credentials"),
+                )?),
+                None => None,
+            };
             compiled.push(Server {
                 authority: s.authority.unwrap_or_else(|| s.cluster.clone()),
                 name: s.name,
@@ -212,6 +222,7 @@ impl Federation {
                 timeout_ms,
                 allow,
                 deny,
+                credential,
             });
         }
         let prefix_names = raw.prefix_names.unwrap_or(true);

@@ -295,6 +295,9 @@ impl FanOut {
                 "application/json, text/event-stream".to_owned(),
             ),
         ];
+        if let Some(c) = &s.credential {
+            headers.push((c.header.clone(), c.value.clone()));
+        }
         let mut header = |k: &str, v: &str| headers.push((k.to_owned(), v.to_owned()));
         match (&step, &self.job, &self.session) {
             (Step::Discover, _, _) => {
