@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod credentials;
 pub mod federation;
 pub mod gate;
 pub mod jsonrpc;
