@@ -193,6 +193,7 @@ impl GatewayHttp {
                 Next::Continue
             }
             Plan::Reply { status, body } => {
+                let body = self.filter_listing(fed, &body).unwrap_or(body);
                 self.local_answer(status, &body, None);
                 Next::Pause
             }
@@ -449,7 +450,8 @@ impl GatewayHttp {
             state
         });
         let session = session.as_ref().and_then(|s| self.seal(s));
-        self.local_answer(done.status, &done.body, session.as_deref());
+        let body = self.filter_listing(fed, &done.body).unwrap_or(done.body);
+        self.local_answer(done.status, &body, session.as_deref());
         Next::Pause
     }
 

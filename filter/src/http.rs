@@ -67,7 +67,7 @@ pub struct GatewayHttp {
     rewriter: Option<StreamRewriter>,
     /// Buffer the routed JSON response to add `resultType` (stateless client, legacy server).
     inject_json: bool,
-    label: MethodLabel,
+    pub(crate) label: MethodLabel,
     /// Raw JSON id of the request, for errors the gateway writes on the upstream's behalf.
     request_id: Option<String>,
     is_request: bool,
@@ -234,6 +234,10 @@ impl GatewayHttp {
                 host::set_request_header(&c.header, Some(&c.value));
             }
         }
+    }
+
+    pub(crate) fn mark_replied(&mut self) {
+        self.phase = Phase::Replied;
     }
 
     /// Removes routing headers a client may have sent itself: only the gateway may set them.
@@ -403,6 +407,9 @@ impl HttpContext for GatewayHttp {
                     host::set_filter_state(FS_NAME, name);
                 }
                 self.label = accepted.label;
+                if !self.authorize(&accepted.info, &body) {
+                    return Action::Pause;
+                }
                 self.is_request = accepted.info.kind == MessageKind::Request;
                 self.request_id = accepted.info.id.clone();
                 self.phase = Phase::Forwarded;

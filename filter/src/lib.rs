@@ -5,6 +5,7 @@
 //! in `filter/core`.
 
 mod authn;
+mod authz;
 mod cache;
 mod federate;
 mod host;

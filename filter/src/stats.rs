@@ -18,6 +18,7 @@ pub struct Stats {
     server_requests: Option<u32>,
     upstream_failures: std::collections::HashMap<String, Option<u32>>,
     auth: std::collections::HashMap<&'static str, Option<u32>>,
+    policy: std::collections::HashMap<&'static str, Option<u32>>,
 }
 
 impl Default for Stats {
@@ -30,6 +31,7 @@ impl Default for Stats {
             server_requests: None,
             upstream_failures: std::collections::HashMap::new(),
             auth: std::collections::HashMap::new(),
+            policy: std::collections::HashMap::new(),
         }
     }
 }
@@ -93,6 +95,17 @@ impl Stats {
     pub fn auth(&mut self, result: &'static str) {
         let slot = self.auth.entry(result).or_insert(None);
         add(counter(slot, || metrics::auth_total(result)), 1);
+    }
+
+    /// `mcp.policy_decisions_total.decision=<allow|deny>`.
+    pub fn policy(&mut self, decision: &'static str) {
+        let slot = self.policy.entry(decision).or_insert(None);
+        add(
+            counter(slot, || {
+                format!("mcp.policy_decisions_total.decision={decision}")
+            }),
+            1,
+        );
     }
 
     pub fn stream(&mut self, notifications: u32, server_requests: u32, garbled: u32) {

@@ -60,6 +60,9 @@ pub struct RawConfig {
     /// Credentials presented to the upstream when not federating (with `servers`, each server
     /// has its own `credentials`).
     pub upstream_credentials: Option<crate::credentials::RawCredentials>,
+    /// Per-request authorization with Rego (policies/README.md). Absent: everything authenticated
+    /// is allowed. Present: default deny.
+    pub policy: Option<crate::policy::RawPolicyConfig>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -88,6 +91,7 @@ pub struct Config {
     pub sessions: Option<SessionCodec>,
     pub auth: Option<Arc<AuthConfig>>,
     pub upstream_credential: Option<crate::credentials::Credential>,
+    pub policy: Option<std::rc::Rc<crate::policy::Policy>>,
 }
 
 /// A configuration error; the message starts with the path of the offending field.
@@ -233,6 +237,10 @@ impl Config {
                 )?),
                 None => None,
             },
+            policy: match raw.policy {
+                Some(p) => Some(std::rc::Rc::new(crate::policy::Policy::compile(p)?)),
+                None => None,
+            },
         })
     }
 
@@ -260,6 +268,7 @@ impl Default for Config {
             sessions: None,
             auth: None,
             upstream_credential: None,
+            policy: None,
         })
     }
 }

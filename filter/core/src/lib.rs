@@ -13,6 +13,7 @@ pub mod gate;
 pub mod jsonrpc;
 pub mod metrics;
 pub mod origin;
+pub mod policy;
 pub mod protocol;
 pub mod response;
 pub mod sse;
