@@ -165,11 +165,31 @@ impl GatewayHttp {
             headers: &header_refs,
             unix_seconds: crate::authn::now_secs(),
         });
-        let visibility = policy.visible(&input, kind, &list);
-        if let Some(e) = &visibility.error {
-            log::warn!("policy list filtering failed (items hidden): {e}");
+        // One evaluation per server: a bulk `visible_*` rule answers with names, and the same
+        // name can belong to two servers (`echo` on both) with different verdicts.
+        let mut flags = vec![false; list.len()];
+        let mut servers: Vec<Option<&str>> = list.iter().map(|i| i.server).collect();
+        servers.sort_unstable();
+        servers.dedup();
+        for server in servers {
+            let positions: Vec<usize> = (0..list.len())
+                .filter(|&i| list.get(i).is_some_and(|item| item.server == server))
+                .collect();
+            let group: Vec<ListItem<'_>> = positions
+                .iter()
+                .filter_map(|&i| list.get(i).copied())
+                .collect();
+            let visibility = policy.visible(&input, kind, &group);
+            if let Some(e) = &visibility.error {
+                log::warn!("policy list filtering failed (items hidden): {e}");
+            }
+            for (pos, visible) in positions.iter().zip(visibility.visible) {
+                if let Some(flag) = flags.get_mut(*pos) {
+                    *flag = visible;
+                }
+            }
         }
-        let mut flags = visibility.visible.into_iter();
+        let mut flags = flags.into_iter();
         items.retain(|_| flags.next().unwrap_or(false));
         Some(reply.to_string())
     }

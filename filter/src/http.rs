@@ -227,6 +227,39 @@ impl GatewayHttp {
         }
     }
 
+    /// A CORS preflight is never authenticated, so it must carry no credentials upstream: the
+    /// client's are stripped and the gateway's are not added. Federating, the gateway is the
+    /// server and answers it itself (the `Origin` was already checked against `allowedOrigins`).
+    fn preflight(&mut self) -> Action {
+        host::set_request_header("authorization", None);
+        if let Some(auth) = &self.auth {
+            if let Some(h) = auth.borrow().config().api_key_header.as_deref() {
+                host::set_request_header(h, None);
+            }
+        }
+        if self.config.federation.is_none() {
+            return Action::Continue;
+        }
+        self.phase = Phase::Replied;
+        let origin = self.head.origin.clone().unwrap_or_else(|| "*".to_owned());
+        host::send_reply(
+            204,
+            &[
+                ("access-control-allow-origin", origin.as_str()),
+                ("access-control-allow-methods", "POST, GET, DELETE, OPTIONS"),
+                (
+                    "access-control-allow-headers",
+                    "authorization, content-type, accept, mcp-session-id, mcp-protocol-version, mcp-method, mcp-name, last-event-id",
+                ),
+                ("access-control-expose-headers", "mcp-session-id, www-authenticate"),
+                ("access-control-max-age", "600"),
+                ("vary", "origin"),
+            ],
+            b"",
+        );
+        Action::Pause
+    }
+
     /// The configured upstream credential (not federating; federated servers have their own).
     fn present_upstream_credential(&self) {
         if self.config.federation.is_none() {
@@ -335,6 +368,9 @@ impl HttpContext for GatewayHttp {
                 self.clear_routing_headers();
                 self.label = label;
                 self.phase = Phase::Forwarded;
+                if self.head.method == "OPTIONS" {
+                    return self.preflight();
+                }
                 self.present_upstream_credential();
                 let config = self.config.clone();
                 if let Some(fed) = config.federation.as_ref() {

@@ -50,10 +50,15 @@ impl RootContext for GatewayRoot {
                 // Lists cached under one configuration must not answer for another that shares
                 // the VM id (e.g. after a reload that changed the servers).
                 self.cache = Rc::new(RefCell::new(ListCache::new(fingerprint(&raw))));
-                self.auth = config
-                    .auth
-                    .clone()
-                    .map(|a| Rc::new(RefCell::new(mcp_gateway_core::auth::Authenticator::new(a))));
+                self.auth = config.auth.clone().map(|a| {
+                    let verifier = mcp_gateway_core::auth::crypto::Fallback {
+                        primary: authn::HostVerifier,
+                        fallback: mcp_gateway_core::auth::RustCryptoVerifier,
+                    };
+                    Rc::new(RefCell::new(
+                        mcp_gateway_core::auth::Authenticator::with_verifier(a, Box::new(verifier)),
+                    ))
+                });
                 if config
                     .auth
                     .as_ref()

@@ -277,3 +277,127 @@ mod tests {
         assert_eq!(host_hash_name(Algorithm::EdDsa), None);
     }
 }
+
+/// Envoy's `verify_signature` foreign function takes a serialized
+/// `envoy.source.extensions.common.wasm.VerifySignatureArguments` and answers a
+/// `VerifySignatureResult`. These two helpers are that protobuf wire format, written out by hand:
+/// five length-delimited fields in, a bool and a string out, not worth a protobuf dependency.
+pub mod host {
+    use super::{ecdsa_signature_der, host_hash_name, Algorithm, Jwk, VerifyError};
+
+    fn varint(out: &mut Vec<u8>, mut v: u64) {
+        while v >= 0x80 {
+            out.push((v as u8 & 0x7f) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+
+    fn field(out: &mut Vec<u8>, number: u8, bytes: &[u8]) {
+        out.push((number << 3) | 2);
+        varint(out, bytes.len() as u64);
+        out.extend_from_slice(bytes);
+    }
+
+    /// The foreign function's arguments, or `Unsupported` for what the host cannot check
+    /// (EdDSA, HS256, or a key without a DER public key).
+    pub fn request(
+        alg: Algorithm,
+        key: &Jwk,
+        signing_input: &[u8],
+        signature: &[u8],
+    ) -> Result<Vec<u8>, VerifyError> {
+        let hash = host_hash_name(alg).ok_or(VerifyError::Unsupported)?;
+        let der = key.spki_der().ok_or(VerifyError::Unsupported)?;
+        // JWS ECDSA signatures are r || s; the host's verifier wants DER.
+        let converted;
+        let signature = if alg == Algorithm::Es256 {
+            converted = ecdsa_signature_der(signature).ok_or(VerifyError::Unsupported)?;
+            converted.as_slice()
+        } else {
+            signature
+        };
+        let mut out = Vec::with_capacity(16 + der.len() + signature.len() + signing_input.len());
+        field(&mut out, 1, hash.as_bytes());
+        field(&mut out, 2, der);
+        field(&mut out, 3, signature);
+        field(&mut out, 4, signing_input);
+        Ok(out)
+    }
+
+    fn read_varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
+        let mut v: u64 = 0;
+        for shift in (0..64).step_by(7) {
+            let b = *bytes.get(*at)?;
+            *at += 1;
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Some(v);
+            }
+        }
+        None
+    }
+
+    /// Reads `VerifySignatureResult`: `Ok(true)` only for `result = true`.
+    pub fn result(bytes: &[u8]) -> Result<bool, VerifyError> {
+        let bad = || VerifyError::Failed("malformed verify_signature result".into());
+        let mut at = 0usize;
+        let mut ok = false;
+        let mut error = String::new();
+        while at < bytes.len() {
+            let key = read_varint(bytes, &mut at).ok_or_else(bad)?;
+            match (key >> 3, key & 7) {
+                (1, 0) => ok = read_varint(bytes, &mut at).ok_or_else(bad)? != 0,
+                (n, 2) => {
+                    let len = usize::try_from(read_varint(bytes, &mut at).ok_or_else(bad)?)
+                        .map_err(|_| bad())?;
+                    let end = at.checked_add(len).ok_or_else(bad)?;
+                    let value = bytes.get(at..end).ok_or_else(bad)?;
+                    if n == 2 {
+                        error = String::from_utf8_lossy(value).into_owned();
+                    }
+                    at = end;
+                }
+                (_, 0) => {
+                    read_varint(bytes, &mut at).ok_or_else(bad)?;
+                }
+                _ => return Err(bad()),
+            }
+        }
+        // A "no" is final when the host ran the check and the digest did not verify; any other
+        // error (key import, unknown hash) means it could not run it: let the fallback decide.
+        if !ok && !error.is_empty() && !error.contains("verify digest") {
+            return Err(VerifyError::Failed(error));
+        }
+        Ok(ok)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn results_decode_and_garbage_is_an_error_not_a_panic() {
+            assert_eq!(result(&[0x08, 0x01]), Ok(true));
+            assert_eq!(result(&[]), Ok(false));
+            let mut bad_sig = vec![0x12, 24];
+            bad_sig.extend_from_slice(b"Failed to verify digest.");
+            assert_eq!(result(&bad_sig), Ok(false));
+            let mut bad_key = vec![0x12, 19];
+            bad_key.extend_from_slice(b"Failed to parse key");
+            assert!(result(&bad_key).is_err());
+            assert!(result(&[0x12, 0x05, b'a']).is_err());
+            assert!(result(&[0xff]).is_err());
+            for b in 0u8..=255 {
+                let _ = result(&[b, b, b]);
+            }
+        }
+
+        #[test]
+        fn varints_longer_than_one_byte_are_written() {
+            let mut out = Vec::new();
+            varint(&mut out, 300);
+            assert_eq!(out, vec![0xac, 0x02]);
+        }
+    }
+}
