@@ -39,14 +39,21 @@ def everything_server(proc_dir: Path) -> Iterator[Server]:
 
 @pytest.fixture(scope="session")
 def py_server(proc_dir: Path) -> Iterator[Server]:
-    """The project's Python SDK server, stateful with SSE replies."""
-    yield from _serve(lambda: harness.start_py_server(proc_dir))
+    """The project's Python SDK server, stateful with SSE replies; records what it receives
+    (`server.requests()`)."""
+    yield from _serve(lambda: harness.start_py_server(proc_dir, request_log=True))
 
 
 @pytest.fixture(scope="session")
 def py_json_server(proc_dir: Path) -> Iterator[Server]:
-    """The project's Python SDK server, stateless with plain JSON replies."""
-    yield from _serve(lambda: harness.start_py_server(proc_dir, stateless=True, json_response=True))
+    """The project's Python SDK server, stateless with plain JSON replies; records what it receives."""
+    yield from _serve(lambda: harness.start_py_server(proc_dir, stateless=True, json_response=True, request_log=True))
+
+
+@pytest.fixture(scope="session")
+def paged_server(proc_dir: Path) -> Iterator[Server]:
+    """servers/paged_server.py: tools and prompts over several pages (nextCursor); records requests."""
+    yield from _serve(lambda: harness.start_paged_server(proc_dir))
 
 
 @pytest.fixture(scope="session")
@@ -61,9 +68,10 @@ EnvoyFactory = Callable[..., Envoy]
 @pytest.fixture(scope="module")
 def envoy(request: pytest.FixtureRequest, proc_dir: Path) -> Iterator[EnvoyFactory]:
     """Factory: `envoy({"everything": server, "echo": ...}, plugin_config=..., wasm=True)` starts an
-    Envoy from a template (default integration/configs/gateway.yaml; upstream keys: everything, py,
-    pyjson, echo, dead) and waits for admin /ready. All are stopped at module end, and the module
-    fails if a wasm VM panicked in any of them."""
+    Envoy from a template (default integration/configs/gateway.yaml, whose upstream keys are
+    everything, py, pyjson, echo, dead; a key `k` fills the template's `${K_PORT}`) and waits for
+    admin /ready. Keywords `template`, `concurrency` and `extra_args` (Envoy flags) pass through.
+    All are stopped at module end, and the module fails if a wasm VM panicked in any of them."""
     started: list[Envoy] = []
     # Debugging aid: MCP_GATEWAY_BASELINE=1 runs every Envoy without the filter, to tell the
     # filter's failures from the harness's (filter tests are expected to fail then).

@@ -6,6 +6,7 @@ Everything binds 127.0.0.1 and uses ports the kernel hands out.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -165,19 +166,36 @@ class Server:
     port: int
     proc: Proc
     path: str = "/mcp"
+    # Where the server records every request it receives (servers/request_log.py), if it does.
+    request_log: Path | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}{self.path}"
 
+    @property
+    def authority(self) -> str:
+        """The Host the Python SDK servers accept (DNS-rebinding protection allows 127.0.0.1:*)."""
+        return f"127.0.0.1:{self.port}"
+
     def stop(self) -> None:
         self.proc.stop()
 
+    def requests(self) -> list[dict[str, Any]]:
+        """What reached the server so far, one dict per JSON-RPC message (see request_log.py)."""
+        if self.request_log is None:
+            raise RuntimeError(f"{self.name} was started without a request log")
+        try:
+            lines = self.request_log.read_text().splitlines()
+        except FileNotFoundError:
+            return []
+        return [json.loads(line) for line in lines if line.strip()]
 
-def start_everything(tmp: Path) -> Server:
+
+def start_everything(tmp: Path, port: int | None = None) -> Server:
     if not EVERYTHING_JS.exists():
         raise RuntimeError(f"{EVERYTHING_JS} missing: run `make deps` (npm install in integration/)")
-    port = free_port()
+    port = port or free_port()
     node = shutil.which("node") or "node"
     proc = Proc(
         "server-everything",
@@ -190,17 +208,32 @@ def start_everything(tmp: Path) -> Server:
     return Server("everything", port, proc)
 
 
-def start_py_server(tmp: Path, *, stateless: bool = False, json_response: bool = False) -> Server:
-    port = free_port()
+def start_py_server(tmp: Path, *, stateless: bool = False, json_response: bool = False, request_log: bool = False, port: int | None = None) -> Server:
+    """The project's Python SDK server; `request_log`: it records every request (Server.requests)."""
+    port = port or free_port()
     argv = [sys.executable, str(SERVERS / "py_server.py"), "--port", str(port)]
     if stateless:
         argv.append("--stateless")
     if json_response:
         argv.append("--json")
     name = "py-server" + ("-stateless" if stateless else "") + ("-json" if json_response else "")
+    log = tmp / f"{name}-{port}.requests.jsonl" if request_log else None
+    if log is not None:
+        log.unlink(missing_ok=True)
+        argv += ["--request-log", str(log)]
     proc = Proc(name, argv, tmp / f"{name}-{port}.log", env=minimal_env(), cwd=tmp).start()
     wait_for_port(proc, port)
-    return Server(name, port, proc)
+    return Server(name, port, proc, request_log=log)
+
+
+def start_paged_server(tmp: Path) -> Server:
+    """servers/paged_server.py: tools and prompts listed over several pages; records requests."""
+    port = free_port()
+    log = tmp / f"paged-{port}.requests.jsonl"
+    argv = [sys.executable, str(SERVERS / "paged_server.py"), "--port", str(port), "--request-log", str(log)]
+    proc = Proc("paged-server", argv, tmp / f"paged-{port}.log", env=minimal_env(), cwd=tmp).start()
+    wait_for_port(proc, port)
+    return Server("paged", port, proc, request_log=log)
 
 
 def start_echo_server(tmp: Path) -> Server:
@@ -256,7 +289,17 @@ def validate_bootstrap(path: Path, cwd: Path | None = None, timeout: float = 60)
 class Envoy:
     """A running Envoy built from a template: `base_url`, `admin_url`, `access_log_path`, `stats()`."""
 
-    def __init__(self, workdir: Path, config: dict[str, Any], listen_port: int, admin_port: int, access_log: Path, name: str):
+    def __init__(
+        self,
+        workdir: Path,
+        config: dict[str, Any],
+        listen_port: int,
+        admin_port: int,
+        access_log: Path,
+        name: str,
+        concurrency: int = 1,
+        extra_args: tuple[str, ...] = (),
+    ):
         self.workdir = workdir
         self.config = config
         self.listen_port = listen_port
@@ -269,12 +312,13 @@ class Envoy:
             [
                 envoy_binary(),
                 "-c", str(self.config_path),
-                "--concurrency", "1",
+                "--concurrency", str(concurrency),
                 # No shared memory or domain socket per instance, so parallel Envoys never clash
                 # over a base id.
                 "--disable-hot-restart",
                 "--file-flush-interval-msec", "50",
                 "-l", "info",
+                *extra_args,
             ],
             workdir / f"{name}.log",
             cwd=REPO,
@@ -352,24 +396,31 @@ def start_envoy(
     plugin_config: dict[str, Any] | str | None = None,
     wasm: bool = True,
     template: Path = CONFIGS / "gateway.yaml",
+    concurrency: int = 1,
+    extra_args: tuple[str, ...] = (),
 ) -> Envoy:
+    """Envoy from `template`; every `${<KEY>_PORT}` in it is the port of `upstreams[<key>]`, or a
+    free port nothing listens on."""
     if wasm and not WASM.exists():
         raise RuntimeError(f"{WASM} missing: run `make build`")
     listen_port, admin_port = free_port(), free_port()
     access_log = workdir / f"{name}-access.log"
-    values = {
+    values: dict[str, Any] = {
         "LISTEN_PORT": listen_port,
         "ADMIN_PORT": admin_port,
         "ACCESS_LOG": access_log,
         "WASM_PATH": WASM,
-        "EVERYTHING_PORT": upstreams.get("everything", free_port()),
-        "PY_PORT": upstreams.get("py", free_port()),
-        "PYJSON_PORT": upstreams.get("pyjson", free_port()),
-        "ECHO_PORT": upstreams.get("echo", free_port()),
-        "DEAD_PORT": upstreams.get("dead", free_port()),
     }
+    for placeholder in sorted(set(re.findall(r"\$\{([A-Z0-9_]+)_PORT\}", template.read_text()))):
+        if placeholder not in ("LISTEN", "ADMIN"):
+            values[f"{placeholder}_PORT"] = upstreams.get(placeholder.lower(), free_port())
     config = render_bootstrap(template, values, DEFAULT_PLUGIN_CONFIG if plugin_config is None else plugin_config, wasm)
-    return Envoy(workdir, config, listen_port, admin_port, access_log, name).start()
+    return Envoy(workdir, config, listen_port, admin_port, access_log, name, concurrency, extra_args).start()
+
+
+def session_key() -> str:
+    """A fresh `federation.sessionKey`: base64 of 32 random bytes."""
+    return base64.b64encode(os.urandom(32)).decode()
 
 
 # --- raw MCP over HTTP ---------------------------------------------------------------------
@@ -416,14 +467,14 @@ def jsonrpc_reply(resp: httpx.Response, request_id: Any) -> dict[str, Any]:
     raise AssertionError(f"no JSON-RPC reply with id {request_id!r} in HTTP {resp.status_code}: {resp.text[:2000]}")
 
 
-def initialize_body(request_id: Any = 1, version: str = "2025-06-18") -> dict[str, Any]:
+def initialize_body(request_id: Any = 1, version: str = "2025-06-18", capabilities: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "jsonrpc": "2.0",
         "id": request_id,
         "method": "initialize",
         "params": {
             "protocolVersion": version,
-            "capabilities": {},
+            "capabilities": capabilities or {},
             "clientInfo": {"name": "mcp-gateway-wasm-tests", "version": "0"},
         },
     }
@@ -460,11 +511,19 @@ def modern_headers(method: str, name: str | None = None, **more: str) -> dict[st
 class RawSession:
     """A hand-driven 2025-era MCP session over httpx, for exact status/header checks."""
 
-    def __init__(self, client: httpx.Client, url: str, version: str = "2025-06-18", extra_headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        client: httpx.Client,
+        url: str,
+        version: str = "2025-06-18",
+        extra_headers: dict[str, str] | None = None,
+        capabilities: dict[str, Any] | None = None,
+    ):
         self.client = client
         self.url = url
         self.version = version
         self.extra = extra_headers or {}
+        self.capabilities = capabilities or {}
         self.session_id: str | None = None
         self.next_id = 1
 
@@ -477,7 +536,7 @@ class RawSession:
         return h
 
     def initialize(self) -> tuple[httpx.Response, dict[str, Any]]:
-        resp = self.client.post(self.url, json=initialize_body(self._id(), self.version), headers=self.headers())
+        resp = self.client.post(self.url, json=initialize_body(self._id(), self.version, self.capabilities), headers=self.headers())
         reply = jsonrpc_reply(resp, self.next_id - 1)
         self.session_id = resp.headers.get("mcp-session-id")
         notified = self.client.post(self.url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=self.headers())

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# The demo behind `make demo`: npm server-everything on 127.0.0.1:3001, and Envoy with the MCP
-# gateway filter (envoy/demo.yaml) on 127.0.0.1:10000, admin on 127.0.0.1:9901. Runs until Ctrl-C or
-# SIGTERM, then stops what it started. Expects `make build deps` to have run (make demo does that).
+# The demo behind `make demo`: two MCP servers, npm server-everything on 127.0.0.1:3001 and the
+# project's Python SDK server (integration/servers/py_server.py) on 127.0.0.1:3002, federated by
+# Envoy with the MCP gateway filter (envoy/demo.yaml) on 127.0.0.1:10000, admin on 127.0.0.1:9901.
+# A fresh federation session key is generated at every start (envoy/demo.yaml holds only a
+# placeholder) into target/demo/envoy.yaml. Runs until Ctrl-C or SIGTERM, then stops what it
+# started. Expects `make build deps` to have run (make demo does that).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -10,19 +13,25 @@ OUT=target/demo
 EVERYTHING_JS=integration/node_modules/@modelcontextprotocol/server-everything/dist/index.js
 WASM=target/wasm32-wasip1/release/mcp_gateway.wasm
 ENVOY=.venv/bin/envoy
-EVERYTHING_PORT=3001 ENVOY_PORT=10000 ADMIN_PORT=9901   # fixed by envoy/demo.yaml
+PYTHON=.venv/bin/python
+EVERYTHING_PORT=3001 PY_PORT=3002 ENVOY_PORT=10000 ADMIN_PORT=9901   # fixed by envoy/demo.yaml
 
-for f in "$EVERYTHING_JS" "$WASM" "$ENVOY"; do
+for f in "$EVERYTHING_JS" "$WASM" "$ENVOY" "$PYTHON"; do
   [[ -e $f ]] || { echo "demo: $f is missing; run 'make build deps' (or 'make demo')" >&2; exit 1; }
 done
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for p in $EVERYTHING_PORT $ENVOY_PORT $ADMIN_PORT; do
+for p in $EVERYTHING_PORT $PY_PORT $ENVOY_PORT $ADMIN_PORT; do
   if port_busy "$p"; then echo "demo: 127.0.0.1:$p is already in use; stop whatever holds it" >&2; exit 1; fi
 done
 
 mkdir -p "$OUT"
 : > "$OUT/access.log"
+# The bootstrap with a fresh session key (base64 of 32 random bytes), readable only by us. Sessions
+# of an earlier run are not valid in this one: clients initialize again.
+SESSION_KEY=$(head -c 32 /dev/urandom | base64 -w0)
+(umask 077 && sed "s|\${SESSION_KEY}|$SESSION_KEY|g" envoy/demo.yaml > "$OUT/envoy.yaml")
+unset SESSION_KEY
 pids=()
 cleanup() {
   trap - EXIT INT TERM
@@ -35,7 +44,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-url_ok() { .venv/bin/python -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=1)' "$1" 2>/dev/null; }
+url_ok() { "$PYTHON" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=1)' "$1" 2>/dev/null; }
 # Poll until $2 answers (a TCP port or a URL), at most $3 seconds; fail if pid $1 died.
 wait_ready() {
   local pid=$1 what=$2 deadline=$((SECONDS + $3))
@@ -53,9 +62,15 @@ env -i PATH="$PATH" HOME="${HOME:-/tmp}" PORT=$EVERYTHING_PORT \
   setsid node --require "$REPO/scripts/loopback-only.cjs" "$EVERYTHING_JS" streamableHttp \
   </dev/null >"$OUT/everything.log" 2>&1 &
 pids+=($!)
-wait_ready "${pids[-1]}" $EVERYTHING_PORT 20
 
-setsid "$ENVOY" -c envoy/demo.yaml --concurrency 1 --disable-hot-restart --file-flush-interval-msec 200 \
+env -i PATH="$PATH" HOME="${HOME:-/tmp}" \
+  setsid "$PYTHON" integration/servers/py_server.py --port $PY_PORT \
+  </dev/null >"$OUT/py.log" 2>&1 &
+pids+=($!)
+wait_ready "${pids[-2]}" $EVERYTHING_PORT 20
+wait_ready "${pids[-1]}" $PY_PORT 20
+
+setsid "$ENVOY" -c "$OUT/envoy.yaml" --concurrency 1 --disable-hot-restart --file-flush-interval-msec 200 \
   </dev/null >"$OUT/envoy.log" 2>&1 &
 pids+=($!)
 wait_ready "${pids[-1]}" "http://127.0.0.1:$ADMIN_PORT/ready" 60
@@ -63,18 +78,29 @@ wait_ready "${pids[-1]}" "http://127.0.0.1:$ADMIN_PORT/ready" 60
 cat <<EOF
 
 MCP gateway demo is running (Ctrl-C to stop).
-  MCP endpoint:  http://127.0.0.1:$ENVOY_PORT/mcp   (server-everything behind Envoy + mcp_gateway.wasm)
+  MCP endpoint:  http://127.0.0.1:$ENVOY_PORT/mcp   (one MCP server in front of two, through Envoy + mcp_gateway.wasm)
+                 server-everything (127.0.0.1:$EVERYTHING_PORT): tools everything__*
+                 Python SDK server (127.0.0.1:$PY_PORT): tools py__*
   Envoy admin:   http://127.0.0.1:$ADMIN_PORT      (metrics: curl -s 127.0.0.1:$ADMIN_PORT/stats/prometheus | grep ^mcp_)
-  Logs:          $OUT/access.log (JSON, one line per request), $OUT/envoy.log, $OUT/everything.log
+  Logs:          $OUT/access.log (JSON, one line per request), $OUT/envoy.log, $OUT/everything.log, $OUT/py.log
 
 Try it:
-  .venv/bin/python scripts/mcp_client_example.py http://127.0.0.1:$ENVOY_PORT/mcp
-  curl -si http://127.0.0.1:$ENVOY_PORT/mcp -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \\
-    -d '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"curl","version":"0"}}}'
+  $PYTHON scripts/mcp_client_example.py http://127.0.0.1:$ENVOY_PORT/mcp
+
+  # or by hand: initialize (the gateway's Mcp-Session-Id comes back in a header), then call a tool
+  H=(-H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream')
+  SID=\$(curl -si http://127.0.0.1:$ENVOY_PORT/mcp "\${H[@]}" \\
+    -d '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"curl","version":"0"}}}' \\
+    | tr -d '\r' | sed -n 's/^mcp-session-id: //Ip')
+  H+=(-H "Mcp-Session-Id: \$SID" -H 'MCP-Protocol-Version: 2025-11-25')
+  curl -s http://127.0.0.1:$ENVOY_PORT/mcp "\${H[@]}" -d '{"jsonrpc":"2.0","method":"notifications/initialized"}'
+  curl -s http://127.0.0.1:$ENVOY_PORT/mcp "\${H[@]}" -d '{"jsonrpc":"2.0","id":2,"method":"tools/list"}'
+  curl -s http://127.0.0.1:$ENVOY_PORT/mcp "\${H[@]}" \\
+    -d '{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"py__add","arguments":{"a":2,"b":40}}}'
 
 EOF
 
-# Wake when either child exits (or a signal arrives); the EXIT trap stops the other.
+# Wake when any child exits (or a signal arrives); the EXIT trap stops the others.
 wait -n "${pids[@]}" || true
 echo "demo: a process exited unexpectedly; see $OUT/*.log" >&2
 exit 1

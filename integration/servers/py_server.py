@@ -5,6 +5,7 @@ the initialize/session era (2025-06-18, 2025-11-25) and 2026-07-28 (the SDK hand
 
     python py_server.py --port 8000                      # stateful, SSE replies (session ids)
     python py_server.py --port 8000 --stateless --json   # no sessions, plain JSON replies
+    python py_server.py --port 8000 --request-log r.jsonl  # also record every request (request_log.py)
 
 Tools: echo, add, slow_progress (emits progress notifications while it runs).
 Resource: test://static/hello. Prompt: greet.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
@@ -54,7 +56,17 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
     parser.add_argument("--stateless", action="store_true", help="no Mcp-Session-Id; each request stands alone")
     parser.add_argument("--json", action="store_true", help="answer with application/json instead of SSE")
+    parser.add_argument("--request-log", type=Path, help="append a JSON line per HTTP request received to this file")
     args = parser.parse_args()
+    if args.request_log:
+        import uvicorn
+        from request_log import RequestLog
+
+        app = mcp.streamable_http_app(
+            streamable_http_path="/mcp", stateless_http=args.stateless, json_response=args.json, host="127.0.0.1"
+        )
+        uvicorn.run(RequestLog(app, args.request_log), host="127.0.0.1", port=args.port, log_level="info")
+        return
     mcp.run(
         "streamable-http",
         host="127.0.0.1",  # never anything but loopback
