@@ -260,15 +260,41 @@ def test_merged_list_has_every_servers_items_prefixed_and_nothing_else(gw: harne
         assert by_name[item["name"]] == item
 
 
+def first_owner_wins(direct: dict[str, Any], method: str, key: str) -> list[dict[str, Any]]:
+    """What a merged resource list holds: each URI once, from the first server (config order)
+    that offers it; `direct` is in config order."""
+    seen: set[str] = set()
+    out = []
+    for lists in direct.values():
+        for item in lists[method] or []:
+            if item[key] not in seen:
+                seen.add(item[key])
+                out.append(item)
+    return out
+
+
 def test_merged_resources_are_every_servers_resources_with_their_own_uris(gw: harness.Envoy, http: httpx.Client, direct: dict[str, Any]) -> None:
     s = session(http, gw)
     for method in ("resources/list", "resources/templates/list"):
         got = merged(s, method)
-        expected = [item for lists in direct.values() for item in lists[method] or []]
         key = "uri" if method == "resources/list" else "uriTemplate"
+        expected = first_owner_wins(direct, method, key)
         assert expected, f"no server offers {method}: the test would prove nothing"
         assert Counter(i[key] for i in got) == Counter(i[key] for i in expected), method
         assert sorted(got, key=json.dumps) == sorted(expected, key=json.dumps)
+
+
+def test_a_uri_two_servers_offer_is_listed_once_and_read_from_the_first(gw: harness.Envoy, http: httpx.Client, direct: dict[str, Any], py_server: Server, py_json_server: Server) -> None:
+    offered_by = [name for name, lists in direct.items() if any(r["uri"] == "test://static/hello" for r in lists["resources/list"] or [])]
+    assert offered_by[:2] == ["py", "pyjson"], offered_by
+    s = session(http, gw)
+    uris = [r["uri"] for r in merged(s, "resources/list")]
+    assert uris.count("test://static/hello") == 1
+    since_py, since_json = len(py_server.requests()), len(py_json_server.requests())
+    _, reply = s.request("resources/read", {"uri": "test://static/hello"})
+    assert "result" in reply, reply
+    assert received(py_server, since_py, rpc="resources/read", uri="test://static/hello")
+    assert not received(py_json_server, since_json, rpc="resources/read"), "the second server was asked"
 
 
 def test_merged_list_follows_every_page_of_a_paged_server(gw: harness.Envoy, http: httpx.Client, paged_server: Server) -> None:
@@ -763,7 +789,7 @@ def test_2026_resource_lists_leave_out_a_server_that_offers_no_resources(gw: har
     resp, reply = modern_list(gw, http, method)
     assert resp.status_code == 200 and "result" in reply, resp.text[:500]
     key = "uri" if method == "resources/list" else "uriTemplate"
-    expected = [item[key] for lists in direct.values() for item in lists[method] or []]
+    expected = [item[key] for item in first_owner_wins(direct, method, key)]
     assert Counter(i[key] for i in reply["result"][LISTS[method]]) == Counter(expected)
     assert (reply["result"]["resultType"], reply["result"]["ttlMs"], reply["result"]["cacheScope"]) == ("complete", 0, "private")
 

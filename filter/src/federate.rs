@@ -61,8 +61,9 @@ fn kinds_for(method: &str, fed: &Federation) -> &'static [ListKind] {
         "prompts/list" => &[ListKind::Prompts],
         "resources/list" => &[ListKind::Resources],
         "resources/templates/list" => &[ListKind::ResourceTemplates],
-        "tools/call" if !fed.prefix_names => &[ListKind::Tools],
-        "prompts/get" if !fed.prefix_names => &[ListKind::Prompts],
+        // Prefixed names are checked against the merged list too, when lists are cached.
+        "tools/call" if !fed.prefix_names || fed.list_cache_ttl_ms > 0 => &[ListKind::Tools],
+        "prompts/get" if !fed.prefix_names || fed.list_cache_ttl_ms > 0 => &[ListKind::Prompts],
         "resources/read"
         | "resources/subscribe"
         | "resources/unsubscribe"
@@ -388,9 +389,13 @@ impl GatewayHttp {
                     merged.ambiguous
                 );
             }
-            self.cache
-                .borrow_mut()
-                .store(*kind, merged, fed.list_cache_ttl_ms, now_ms());
+            // Only a complete view is shared: a list missing a failed server would hide its
+            // tools from everyone for the whole TTL after it recovers.
+            if done.cacheable {
+                self.cache
+                    .borrow_mut()
+                    .store(*kind, merged, fed.list_cache_ttl_ms, now_ms());
+            }
         }
         if let After::Prepared = after {
             let body = self.pending_body.take().unwrap_or_default();
@@ -424,9 +429,12 @@ impl GatewayHttp {
             let info = self.info.clone().unwrap_or_else(empty_info);
             let plan = {
                 let mut cache = self.cache.borrow_mut();
-                // A list that could not be cached (a server failed) is still known from `done`.
-                if let Some((kind, merged)) = &done.merged {
-                    cache.store(*kind, merged, fed.list_cache_ttl_ms.max(1), now_ms());
+                // A list that was not shared (incomplete, or caching off) still routes this
+                // request: keep it for an instant, long enough to plan.
+                if !done.cacheable || fed.list_cache_ttl_ms == 0 {
+                    if let Some((kind, merged)) = &done.merged {
+                        cache.store(*kind, merged, 1, now_ms());
+                    }
                 }
                 plan::plan(fed, Some(session), &info, &body, &*cache)
             };

@@ -28,6 +28,8 @@ pub struct SseParser {
     line: Vec<u8>,
     /// The line overflowed and is being skipped until its end.
     line_overflow: bool,
+    /// The overflowing line is a `data:` line (other fields and comments are just dropped).
+    overflow_is_data: bool,
     data: Vec<u8>,
     has_data: bool,
     truncated: bool,
@@ -50,6 +52,7 @@ impl SseParser {
             max_event_bytes,
             line: Vec::new(),
             line_overflow: false,
+            overflow_is_data: false,
             data: Vec::new(),
             has_data: false,
             truncated: false,
@@ -157,6 +160,7 @@ impl SseParser {
         // A line longer than the event limit can only produce a truncated event: stop keeping it.
         if self.line.len() + bytes.len() > self.max_event_bytes + 16 {
             self.line_overflow = true;
+            self.overflow_is_data = self.line.iter().chain(bytes).take(5).eq(b"data:".iter());
             self.line.clear();
             return;
         }
@@ -165,8 +169,11 @@ impl SseParser {
 
     fn process_line(&mut self, line: &[u8], on_event: &mut impl FnMut(SseEvent<'_>)) {
         if self.line_overflow {
-            // Only data lines can be that long in practice; count it as truncated data.
-            self.truncated = true;
+            // An overlong data line truncates its event; any other overlong line is dropped,
+            // exactly as when the same line arrives in one piece.
+            if self.overflow_is_data {
+                self.truncated = true;
+            }
             return;
         }
         if line.is_empty() {

@@ -156,6 +156,13 @@ impl ListAccumulator {
                     }
                     continue;
                 }
+                if !renames && owners.iter().any(|(k, _)| *k == own) {
+                    // The same URI from two servers: the first in config order owns it.
+                    if !ambiguous.contains(&own) {
+                        ambiguous.push(own);
+                    }
+                    continue;
+                }
                 let facing = if renames {
                     fed.qualify(server, &own)
                 } else {
@@ -187,7 +194,8 @@ pub struct MergedList {
     pub result: Value,
     /// Client-facing key (name or URI/template) → index of the owning server.
     pub owners: Vec<(String, usize)>,
-    /// Names dropped because two servers offer them (unprefixed mode only).
+    /// Names dropped because two servers offer them (unprefixed mode), and URIs a later server
+    /// offered again (the first server in config order keeps them).
     pub ambiguous: Vec<String>,
     /// Tools hidden by the servers' allow/deny lists.
     pub hidden: u32,
@@ -337,6 +345,24 @@ mod tests {
         let m = acc.finish(&f);
         assert_eq!(m.result["resources"][0]["uri"], "test://static/1");
         assert_eq!(m.owners, vec![("test://static/1".into(), 1)]);
+    }
+
+    #[test]
+    fn a_uri_offered_twice_belongs_to_the_first_server() {
+        let f = fed(true);
+        let mut acc = ListAccumulator::new(ListKind::Resources, 2);
+        acc.add_page(0, json!({"resources":[{"uri":"test://x","name":"a"}]}));
+        acc.add_page(
+            1,
+            json!({"resources":[{"uri":"test://x","name":"b"},{"uri":"test://y"}]}),
+        );
+        let m = acc.finish(&f);
+        assert_eq!(
+            m.owners,
+            vec![("test://x".into(), 0), ("test://y".into(), 1)]
+        );
+        assert_eq!(m.result["resources"].as_array().map(Vec::len), Some(2));
+        assert_eq!(m.ambiguous, vec!["test://x".to_owned()]);
     }
 
     #[test]

@@ -48,8 +48,10 @@ pub struct Finished {
     pub body: String,
     /// A new gateway session to seal and return in `Mcp-Session-Id`.
     pub new_session: Option<SessionState>,
-    /// A merged list to cache.
+    /// The merged list, for routing the request that needed it.
     pub merged: Option<(ListKind, MergedList)>,
+    /// Whether `merged` is complete (every server answered) and may be cached for others.
+    pub cacheable: bool,
     /// Servers that failed, with why: for logs and counters.
     pub failures: Vec<(String, String)>,
     /// After `prepare`: the merged `server/discover` result for stateless clients.
@@ -352,6 +354,18 @@ impl FanOut {
             (Job::Initialize { .. } | Job::Prepare { .. }, _) | (_, None) => {
                 (0..fed.servers.len()).collect()
             }
+            // A DELETE ends sessions: stateless servers have none to end.
+            (Job::Delete, Some(session)) => fed
+                .servers
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| {
+                    session
+                        .upstream(&s.name)
+                        .is_some_and(|u| u.session_id.is_some())
+                })
+                .map(|(i, _)| i)
+                .collect(),
             (_, Some(session)) => fed
                 .servers
                 .iter()
@@ -418,6 +432,12 @@ impl FanOut {
         }
         let result = match read_result(reply.status, reply.content_type, reply.body) {
             Ok(r) => r,
+            // A server without this feature (no resources, no prompts) has an empty list: not
+            // a failure, and the merged list stays complete.
+            Err(UpstreamFailure::Rpc {
+                code: jsonrpc::code::METHOD_NOT_FOUND,
+                ..
+            }) if matches!(self.job, Job::List { .. }) => Value::Object(serde_json::Map::new()),
             Err(e) => {
                 if e == UpstreamFailure::SessionLost {
                     self.session_lost = true;
@@ -647,7 +667,8 @@ impl FanOut {
                 // for the whole TTL after it recovers.
                 let cacheable = failed == 0 && asked > 0;
                 Finished {
-                    merged: cacheable.then_some((kind, merged)),
+                    merged: Some((kind, merged)),
+                    cacheable,
                     ..Finished::reply(200, body, failures)
                 }
             }
@@ -707,6 +728,7 @@ impl Finished {
             merged: None,
             failures,
             discover: None,
+            cacheable: false,
         }
     }
 }

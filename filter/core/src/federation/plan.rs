@@ -345,6 +345,16 @@ fn route_named(
     };
     let (server, own) = if fed.prefix_names {
         match fed.split(&facing) {
+            // With a list cache, a name must be in the merged list: a name no server offers
+            // gets the same answer as one hidden by `tools.deny` (nothing about what exists
+            // leaks through the difference). Without a cache the prefix decides.
+            Some((i, own)) if fed.list_cache_ttl_ms > 0 => match lists.cached(kind) {
+                None => return Plan::NeedList(kind, session.clone()),
+                Some(_) if lists.owner(kind, &facing) != Some(i) => {
+                    return unknown(info, what, &facing)
+                }
+                Some(_) => (i, own.to_owned()),
+            },
             Some((i, own)) => (i, own.to_owned()),
             None => return unknown(info, what, &facing),
         }

@@ -71,7 +71,14 @@ pub fn read_result(
 ) -> Result<Value, UpstreamFailure> {
     match status {
         0 => return Err(UpstreamFailure::Unreachable),
-        404 => return Err(UpstreamFailure::SessionLost),
+        // 2026-07-28 servers answer an unknown method with 404 and a JSON-RPC error body; only
+        // a 404 without one means the session is gone.
+        404 => {
+            return match response_of(body) {
+                Some(Err(e @ UpstreamFailure::Rpc { .. })) => Err(e),
+                _ => Err(UpstreamFailure::SessionLost),
+            }
+        }
         200..=299 => {}
         s => return Err(UpstreamFailure::Http(s)),
     }
