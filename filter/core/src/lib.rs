@@ -17,3 +17,4 @@ pub mod policy;
 pub mod protocol;
 pub mod response;
 pub mod sse;
+pub mod tokens;
