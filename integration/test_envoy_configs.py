@@ -28,6 +28,19 @@ PORTS = ("LISTEN_PORT", "ADMIN_PORT", "EVERYTHING_PORT", "PY_PORT", "PYJSON_PORT
 # (scripts/demo.sh fills in a fresh key at every start); the tests fill in TEST_KEY.
 KEY_PLACEHOLDER = "${SESSION_KEY}"
 TEST_KEY = "dGVzdC1rZXktdGVzdC1rZXktdGVzdC1rZXktdGVzdCE="  # base64 of 32 bytes, for tests only
+# The demo's identity-provider keys and policy (scripts/demo_setup.py fills in fresh ones); for
+# validation, a public P-256 key made here and the shipped policy.
+def _demo_values() -> dict[str, str]:
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from jwt.algorithms import ECAlgorithm
+
+    public = json.loads(ECAlgorithm.to_jwk(ec.generate_private_key(ec.SECP256R1()).public_key()))
+    public.update(kid="test", alg="ES256", use="sig")
+    policy = (Path(__file__).resolve().parent.parent / "policies" / "demo.rego").read_text()
+    return {"${DEMO_JWKS}": json.dumps({"keys": [public]}), "${DEMO_POLICY}": json.dumps(policy)}
+
+
+DEMO_VALUES = _demo_values()
 
 
 def template_values(tmp_path: Path) -> dict[str, Any]:
@@ -41,7 +54,9 @@ def template_values(tmp_path: Path) -> dict[str, Any]:
 def rendered_shipped(path: Path) -> str:
     """A shipped bootstrap's text with the test session key in place of the placeholder."""
     text = path.read_text().replace(KEY_PLACEHOLDER, TEST_KEY)
-    assert "${" not in text, f"{path.name}: a placeholder other than {KEY_PLACEHOLDER}"
+    for placeholder, value in DEMO_VALUES.items():
+        text = text.replace(placeholder, value)
+    assert "${" not in text, f"{path.name}: a placeholder other than {KEY_PLACEHOLDER}, {', '.join(DEMO_VALUES)}"
     return text
 
 
@@ -135,7 +150,10 @@ def test_passthrough_is_the_demo_without_the_wasm_filter() -> None:
 def test_shipped_bootstraps_never_carry_a_session_key() -> None:
     for path in SHIPPED:
         text = path.read_text()
-        config = yaml.safe_load(text)
+        filled = text
+        for placeholder, value in DEMO_VALUES.items():
+            filled = filled.replace(placeholder, value)
+        config = yaml.safe_load(filled)
         if wasm_filters(config) and "servers" in plugin_config(config):
             assert plugin_config(config)["federation"]["sessionKey"] == KEY_PLACEHOLDER, path.name
         # Nothing that looks like a 32-byte key in base64 anywhere else either.
@@ -160,7 +178,7 @@ def test_demo_federates_every_upstream_cluster_with_health_checks_and_safe_retri
 
 def test_every_bootstrap_has_the_same_stats_tag_rules() -> None:
     demo_tags = load(harness.REPO / "envoy/demo.yaml")["stats_config"]["stats_tags"]
-    assert {t["tag_name"] for t in demo_tags} == {"method", "outcome", "reason", "server"}
+    assert {t["tag_name"] for t in demo_tags} == {"method", "outcome", "reason", "server", "result", "decision"}
     for path in [*SHIPPED, *harness.CONFIGS.glob("*.yaml")]:
         assert load(path)["stats_config"]["stats_tags"] == demo_tags, path.name
 
@@ -213,8 +231,15 @@ def test_every_listener_and_admin_binds_loopback_only() -> None:
 def test_demo_bootstrap_federates_both_servers_with_labelled_metrics_and_access_log(
     tmp_path: Path, everything_server: harness.Server, py_server: harness.Server
 ) -> None:
-    """envoy/demo.yaml itself (test key, free ports) in front of server-everything and py_server."""
-    config = load(harness.REPO / "envoy/demo.yaml")
+    """envoy/demo.yaml as scripts/demo_setup.py renders it (fresh keys, tokens per role), on free
+    ports, in front of server-everything and py_server."""
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, str(harness.REPO / "scripts/demo_setup.py"), str(tmp_path)], check=True)
+    assert (tmp_path / "envoy.yaml").stat().st_mode & 0o077 == 0, "the rendered bootstrap holds keys: owner-only"
+    tokens = {role: (tmp_path / "tokens" / f"{role}.jwt").read_text().strip() for role in ("admin", "reader")}
+    config = yaml.safe_load((tmp_path / "envoy.yaml").read_text())
     listen_port, admin_port = harness.free_port(), harness.free_port()
     config["admin"]["address"]["socket_address"]["port_value"] = admin_port
     listener = config["static_resources"]["listeners"][0]
@@ -228,7 +253,17 @@ def test_demo_bootstrap_federates_both_servers_with_labelled_metrics_and_access_
     gateway = harness.Envoy(tmp_path, config, listen_port, admin_port, access_log, "demo").start()
     try:
         with httpx.Client(timeout=15) as client:
-            session = harness.RawSession(client, gateway.base_url + "/mcp", extra_headers={"X-Test-Id": "demo-1"})
+            anonymous = client.post(gateway.base_url + "/mcp", json=harness.initialize_body(), headers={"accept": harness.ACCEPT_BOTH})
+            assert anonymous.status_code == 401 and "resource_metadata=" in anonymous.headers["www-authenticate"]
+            reader = harness.RawSession(client, gateway.base_url + "/mcp", extra_headers={"Authorization": f"Bearer {tokens['reader']}"})
+            reader.initialize()
+            _, reader_tools = reader.request("tools/list")
+            _, denied = reader.request("tools/call", {"name": "py__add", "arguments": {"a": 1, "b": 2}})
+            assert "py__add" not in {t["name"] for t in reader_tools["result"]["tools"]}
+            assert denied["error"]["data"]["reason"], denied
+            session = harness.RawSession(
+                client, gateway.base_url + "/mcp", extra_headers={"X-Test-Id": "demo-1", "Authorization": f"Bearer {tokens['admin']}"}
+            )
             session.initialize()
             _, tools = session.request("tools/list")
             _, everything = session.request("tools/call", {"name": "everything__echo", "arguments": {"message": "demo"}})
@@ -238,7 +273,7 @@ def test_demo_bootstrap_federates_both_servers_with_labelled_metrics_and_access_
         assert {"everything__echo", "py__echo", "py__add"} <= names and "everything__get-env" not in names
         assert everything["result"]["content"][0]["text"] == "Echo: demo"
         assert py["result"]["structuredContent"] == {"result": 42}
-        entry = gateway.wait_access_log(lambda e: e.get("mcp_name") == "py__add")
+        entry = gateway.wait_access_log(lambda e: e.get("mcp_name") == "py__add" and e.get("mcp_outcome") == "ok")
         assert (entry["mcp_method"], entry["mcp_outcome"], entry["status"], entry["upstream_cluster"]) == ("tools/call", "ok", 200, "py")
         assert 'mcp_requests_total{method="tools_call",outcome="ok"} 2' in gateway.prometheus().splitlines()
     finally:

@@ -29,9 +29,9 @@ mkdir -p "$OUT"
 : > "$OUT/access.log"
 # The bootstrap with a fresh session key (base64 of 32 random bytes), readable only by us. Sessions
 # of an earlier run are not valid in this one: clients initialize again.
-SESSION_KEY=$(head -c 32 /dev/urandom | base64 -w0)
-(umask 077 && sed "s|\${SESSION_KEY}|$SESSION_KEY|g" envoy/demo.yaml > "$OUT/envoy.yaml")
-unset SESSION_KEY
+# Also a fresh signing key standing in for an identity provider: it mints one token per role of
+# policies/demo.rego into $OUT/tokens/ and is then forgotten (scripts/demo_setup.py).
+"$PYTHON" scripts/demo_setup.py "$OUT"
 pids=()
 cleanup() {
   trap - EXIT INT TERM
@@ -84,11 +84,17 @@ MCP gateway demo is running (Ctrl-C to stop).
   Envoy admin:   http://127.0.0.1:$ADMIN_PORT      (metrics: curl -s 127.0.0.1:$ADMIN_PORT/stats/prometheus | grep ^mcp_)
   Logs:          $OUT/access.log (JSON, one line per request), $OUT/envoy.log, $OUT/everything.log, $OUT/py.log
 
+Authentication and policy are on (policies/demo.rego): every request needs a bearer token.
+  Tokens (valid 24 h, minted now with a key made at start): $OUT/tokens/admin.jwt (every tool),
+  $OUT/tokens/reader.jwt (read-only tools only). The metadata clients discover:
+  curl -s http://127.0.0.1:$ENVOY_PORT/.well-known/oauth-protected-resource/mcp
+
 Try it:
-  $PYTHON scripts/mcp_client_example.py http://127.0.0.1:$ENVOY_PORT/mcp
+  $PYTHON scripts/mcp_client_example.py http://127.0.0.1:$ENVOY_PORT/mcp --token-file $OUT/tokens/admin.jwt
+  $PYTHON scripts/mcp_client_example.py http://127.0.0.1:$ENVOY_PORT/mcp --token-file $OUT/tokens/reader.jwt
 
   # or by hand: initialize (the gateway's Mcp-Session-Id comes back in a header), then call a tool
-  H=(-H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream')
+  H=(-H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' -H "Authorization: Bearer \$(cat $OUT/tokens/admin.jwt)")
   SID=\$(curl -si http://127.0.0.1:$ENVOY_PORT/mcp "\${H[@]}" \\
     -d '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"curl","version":"0"}}}' \\
     | tr -d '\r' | sed -n 's/^mcp-session-id: //Ip')
