@@ -19,6 +19,25 @@ fn policy_list_kind(method: &str) -> Option<(policy::ListKind, &'static str, &'s
     }
 }
 
+/// The policy's view of the caller (anonymous without authentication).
+fn subject_of(identity: Option<&mcp_gateway_core::auth::IdentityData>) -> Subject<'_> {
+    const NO_SCOPES: &[String] = &[];
+    match identity {
+        Some(id) => Subject {
+            sub: Some(id.subject.as_str()),
+            iss: id.issuer.as_deref(),
+            scopes: &id.scopes,
+            claims: Some(&id.claims),
+        },
+        None => Subject {
+            sub: None,
+            iss: None,
+            scopes: NO_SCOPES,
+            claims: None,
+        },
+    }
+}
+
 impl GatewayHttp {
     fn policy_headers(&self, names: &[String]) -> Vec<(String, String)> {
         names
@@ -48,21 +67,7 @@ impl GatewayHttp {
             None => (None, info.name.clone()),
         };
         let identity = self.identity.clone();
-        let no_scopes: Vec<String> = Vec::new();
-        let subject = match identity.as_deref() {
-            Some(id) => Subject {
-                sub: Some(id.subject.as_str()),
-                iss: id.issuer.as_deref(),
-                scopes: &id.scopes,
-                claims: Some(&id.claims),
-            },
-            None => Subject {
-                sub: None,
-                iss: None,
-                scopes: &no_scopes,
-                claims: None,
-            },
-        };
+        let subject = subject_of(identity.as_deref());
         let request = Request {
             subject,
             method,
@@ -135,21 +140,7 @@ impl GatewayHttp {
             })
             .collect();
         let identity = self.identity.clone();
-        let no_scopes: Vec<String> = Vec::new();
-        let subject = match identity.as_deref() {
-            Some(id) => Subject {
-                sub: Some(id.subject.as_str()),
-                iss: id.issuer.as_deref(),
-                scopes: &id.scopes,
-                claims: Some(&id.claims),
-            },
-            None => Subject {
-                sub: None,
-                iss: None,
-                scopes: &no_scopes,
-                claims: None,
-            },
-        };
+        let subject = subject_of(identity.as_deref());
         let headers = self.policy_headers(policy.header_names());
         let header_refs: Vec<(&str, &str)> = headers
             .iter()

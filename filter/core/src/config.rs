@@ -304,11 +304,7 @@ fn patterns<T>(
 
 fn header_name(field: &str, given: Option<String>, default: &str) -> Result<String, ConfigError> {
     let name = given.unwrap_or_else(|| default.to_owned());
-    let valid_token = !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-    if !valid_token {
+    if !crate::protocol::is_header_token(&name) {
         return Err(invalid(
             field,
             format!("{name:?} is not a valid header name"),

@@ -78,8 +78,7 @@ impl Credential {
             }
         } else if let Some(h) = raw.header {
             let name = h.name.to_ascii_lowercase();
-            let token_char = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
-            if name.is_empty() || !name.bytes().all(token_char) || name == "host" {
+            if !crate::protocol::is_header_token(&name) || name == "host" {
                 return Err(invalid(
                     &format!("{field}.header.name"),
                     "is not a usable header name",

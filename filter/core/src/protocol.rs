@@ -85,6 +85,14 @@ pub fn encode_header_value(value: &str) -> Cow<'_, str> {
     }
 }
 
+/// Whether `name` is an HTTP field name (an RFC 9110 token), as config-given header names must be.
+pub fn is_header_token(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
 /// Whether a session id has the form the spec allows: visible ASCII (0x21–0x7E) only.
 pub fn valid_session_id(id: &str) -> bool {
     !id.is_empty() && id.bytes().all(|b| (0x21..=0x7e).contains(&b))

@@ -519,11 +519,7 @@ pub(crate) fn check_scopes(field: &str, scopes: &[String]) -> Result<(), AuthCon
 }
 
 fn header_name(field: &str, name: String) -> Result<String, AuthConfigError> {
-    let valid_token = !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-    if !valid_token {
+    if !crate::protocol::is_header_token(&name) {
         return Err(invalid(
             field,
             format!("{name:?} is not a valid header name"),
