@@ -82,10 +82,27 @@ pub fn authenticate(
     let api_key = api_key_header
         .as_deref()
         .and_then(crate::host::request_header);
+    // trustEnvoyJwtAuthn: the payload Envoy's jwt_authn filter verified and stored in the
+    // stream's dynamic metadata (`payload_in_metadata`). Wasm reads `metadata` as a serialized
+    // envoy.config.core.v3.Metadata; the core decodes the Struct it holds.
+    let payload = {
+        let a = auth.borrow();
+        let cfg = a.config();
+        (cfg.mode == mcp_gateway_core::auth::AuthMode::TrustEnvoyJwtAuthn)
+            .then(|| hostcalls::get_property(vec!["metadata"]).ok().flatten())
+            .flatten()
+            .and_then(|m| {
+                mcp_gateway_core::auth::pbstruct::filter_metadata_json(
+                    &m,
+                    "envoy.filters.http.jwt_authn",
+                    &cfg.jwt_authn_payload_key,
+                )
+            })
+    };
     let creds = Credentials {
         authorization: authorization.as_deref(),
         api_key: api_key.as_deref(),
-        jwt_authn_payload: None,
+        jwt_authn_payload: payload.as_deref(),
     };
     let result = auth.borrow_mut().authenticate(&creds, now_secs());
     if result.is_ok() {

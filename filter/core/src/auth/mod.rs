@@ -34,6 +34,7 @@ pub mod crypto;
 pub mod jwks;
 pub mod jwt;
 pub mod metadata;
+pub mod pbstruct;
 
 #[cfg(test)]
 mod testkit;
