@@ -154,6 +154,42 @@ fn decode_value(bytes: &[u8], depth: usize) -> Result<Value, Malformed> {
     Ok(value)
 }
 
+/// The JSON of `metadata.filter_metadata[filter][key]` in a serialized
+/// `envoy.config.core.v3.Metadata` (what wasm reads as the `metadata` property), e.g. the JWT
+/// payload Envoy's `jwt_authn` filter verified and stored under `payload_in_metadata`.
+pub fn filter_metadata_json(metadata: &[u8], filter: &str, key: &str) -> Option<Vec<u8>> {
+    let mut r = Reader {
+        bytes: metadata,
+        at: 0,
+    };
+    while !r.done() {
+        let tag = r.varint().ok()?;
+        if tag != 0x0a {
+            r.skip(tag & 7).ok()?;
+            continue;
+        }
+        // map<string, Struct> filter_metadata = 1: an entry is {1: key, 2: Struct}.
+        let entry = r.delimited().ok()?;
+        let mut e = Reader {
+            bytes: entry,
+            at: 0,
+        };
+        let (mut name, mut value) = (None, None);
+        while !e.done() {
+            match e.varint().ok()? {
+                0x0a => name = Some(e.delimited().ok()?),
+                0x12 => value = Some(e.delimited().ok()?),
+                other => e.skip(other & 7).ok()?,
+            }
+        }
+        if name == Some(filter.as_bytes()) {
+            let fields = struct_to_json(value.unwrap_or_default()).ok()?;
+            return serde_json::to_vec(fields.get(key)?).ok();
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,40 +300,4 @@ mod tests {
             let _ = filter_metadata_json(&bytes, "envoy.filters.http.jwt_authn", "jwt_payload");
         }
     }
-}
-
-/// The JSON of `metadata.filter_metadata[filter][key]` in a serialized
-/// `envoy.config.core.v3.Metadata` (what wasm reads as the `metadata` property), e.g. the JWT
-/// payload Envoy's `jwt_authn` filter verified and stored under `payload_in_metadata`.
-pub fn filter_metadata_json(metadata: &[u8], filter: &str, key: &str) -> Option<Vec<u8>> {
-    let mut r = Reader {
-        bytes: metadata,
-        at: 0,
-    };
-    while !r.done() {
-        let tag = r.varint().ok()?;
-        if tag != 0x0a {
-            r.skip(tag & 7).ok()?;
-            continue;
-        }
-        // map<string, Struct> filter_metadata = 1: an entry is {1: key, 2: Struct}.
-        let entry = r.delimited().ok()?;
-        let mut e = Reader {
-            bytes: entry,
-            at: 0,
-        };
-        let (mut name, mut value) = (None, None);
-        while !e.done() {
-            match e.varint().ok()? {
-                0x0a => name = Some(e.delimited().ok()?),
-                0x12 => value = Some(e.delimited().ok()?),
-                other => e.skip(other & 7).ok()?,
-            }
-        }
-        if name == Some(filter.as_bytes()) {
-            let fields = struct_to_json(value.unwrap_or_default()).ok()?;
-            return serde_json::to_vec(fields.get(key)?).ok();
-        }
-    }
-    None
 }
