@@ -239,6 +239,44 @@ def wasm_filter(plugin_config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+BENCH_RESOURCE = "http://127.0.0.1/mcp"
+BENCH_ISSUER = "https://bench-idp.invalid"
+# A policy of the demo's shape: the admin role may call every tool (one `allow` rule evaluated).
+BENCH_POLICY = """package mcp
+
+default allow := false
+
+allow if "admin" in input.subject.claims.roles
+"""
+
+
+def auth_material() -> dict[str, Any]:
+    """An RS256 key made for this run (public half as JWKS) and one token signed with it, from
+    the project venv's PyJWT/cryptography (the system python may have neither)."""
+    script = f"""
+import json, time, jwt
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
+key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+pub = json.loads(RSAAlgorithm.to_jwk(key.public_key())); pub.update(kid="bench", alg="RS256", use="sig")
+claims = {{"iss": "{BENCH_ISSUER}", "aud": "{BENCH_RESOURCE}", "sub": "bench", "roles": ["admin"],
+          "scope": "mcp", "exp": int(time.time()) + 7200}}
+print(json.dumps({{"jwks": {{"keys": [pub]}}, "token": jwt.encode(claims, key, algorithm="RS256", headers={{"kid": "bench"}})}}))
+"""
+    out = subprocess.run([str(ROOT / ".venv/bin/python"), "-c", script], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout)
+
+
+def auth_config(material: dict[str, Any], cache: bool) -> dict[str, Any]:
+    return {
+        "issuer": BENCH_ISSUER,
+        "algorithms": ["RS256"],
+        "jwks": material["jwks"],
+        "resourceMetadata": {"resource": BENCH_RESOURCE, "authorizationServers": [BENCH_ISSUER]},
+        **({} if cache else {"cacheSize": 0}),
+    }
+
+
 def variants() -> list[Variant]:
     """All proxy configurations, in table order. A and B are the yardsticks; later C levels
     (+JWT, +Rego, +telemetry, +guardrails) are more entries built with `wasm_filter`."""
@@ -288,6 +326,41 @@ def variants() -> list[Variant]:
             '(`{"mcpPaths":["/mcp"]}`); the route table sends `x-mcp-method: tools/call` '
             "to its own route",
             http_filters=[wasm_filter({"mcpPaths": ["/mcp"]}), ROUTER_FILTER],
+        ),
+        *auth_variants(),
+    ]
+
+
+def auth_variants() -> list[Variant]:
+    """C + authentication (RS256, checked by Envoy's verify_signature through the filter) with the
+    verified-token cache on and off, and + a Rego policy."""
+    m = auth_material()
+    bearer = (("authorization", f"Bearer {m['token']}"),)
+    policy = {"modules": [{"name": "bench.rego", "rego": BENCH_POLICY}], "claims": ["roles"]}
+    return [
+        Variant(
+            key="C-jwt",
+            label="C +JWT (cached)",
+            description="C + RS256 bearer token, the same token on every request (verified-token cache hit)",
+            http_filters=[wasm_filter({"mcpPaths": ["/mcp"], "auth": auth_config(m, True)}), ROUTER_FILTER],
+            extra_headers=bearer,
+        ),
+        Variant(
+            key="C-jwt-nocache",
+            label="C +JWT (no cache)",
+            description="C + RS256 bearer token with the cache off (`cacheSize: 0`): a signature check per request",
+            http_filters=[wasm_filter({"mcpPaths": ["/mcp"], "auth": auth_config(m, False)}), ROUTER_FILTER],
+            extra_headers=bearer,
+        ),
+        Variant(
+            key="C-jwt-rego",
+            label="C +JWT +Rego",
+            description="C + RS256 (cached) + a one-rule Rego policy on every tools/call",
+            http_filters=[
+                wasm_filter({"mcpPaths": ["/mcp"], "auth": auth_config(m, True), "policy": policy}),
+                ROUTER_FILTER,
+            ],
+            extra_headers=bearer,
         ),
     ]
 
