@@ -106,6 +106,7 @@ def plugin_config(idp: authkit.JwksServer) -> dict[str, Any]:
             "apiKeyHeader": "x-api-key",
         },
         "upstreamCredentials": {"bearer": UPSTREAM_SECRET},
+        "identityHeaders": {"subject": "x-mcp-subject", "claims": {"email": "x-mcp-email"}},
     }
 
 
@@ -484,3 +485,15 @@ def test_no_credential_appears_in_envoys_log_or_the_access_log(gw: Gateway, http
     leaked = authkit.secrets_in(text, token, bad_token, *signatures, API_KEY, UPSTREAM_SECRET)
     assert not leaked, f"credentials in the logs: {leaked}"
 
+
+
+def test_the_verified_identity_reaches_the_upstream_and_a_forged_one_does_not(gw: Gateway, http: httpx.Client, keys: Keys) -> None:
+    forged = {"x-mcp-subject": "mallory", "x-mcp-email": "mallory@evil.example"}
+    token = keys.rsa.token(claims("alice", email="alice@example.com"))
+    seen = upstream_saw(post(http, gw.url, {**bearer(token), **forged}))
+    assert seen.get("x-mcp-subject") == ["alice"], seen
+    assert seen.get("x-mcp-email") == ["alice@example.com"], seen
+    # A token without the claim: no header at all, not the client's copy.
+    seen = upstream_saw(post(http, gw.url, {**bearer(keys.rsa.token(claims("bob"))), **forged}))
+    assert seen.get("x-mcp-subject") == ["bob"], seen
+    assert "x-mcp-email" not in seen, seen

@@ -199,6 +199,12 @@ impl GatewayHttp {
     /// Authenticates the request when `auth` is configured; on failure answers 401/403/503 with
     /// the `WWW-Authenticate` challenge and returns false.
     fn check_auth(&mut self) -> bool {
+        // Identity headers are the gateway's to set: never a client's.
+        if let Some(ids) = &self.config.identity_headers {
+            for name in ids.names() {
+                host::set_request_header(name, None);
+            }
+        }
         let Some(auth) = self.auth.clone() else {
             return true;
         };
@@ -207,6 +213,7 @@ impl GatewayHttp {
                 self.stats
                     .borrow_mut()
                     .auth(if done.from_cache { "ok_cached" } else { "ok" });
+                self.forward_identity(&done.identity);
                 self.identity = Some(done.identity);
                 true
             }
@@ -224,6 +231,29 @@ impl GatewayHttp {
                 host::send_reply(answer.status, &headers, body.as_bytes());
                 false
             }
+        }
+    }
+
+    /// Sets the configured identity headers from a verified identity (header-safe values: the
+    /// spec's `=?base64?…?=` form for anything else; non-string claims as JSON).
+    fn forward_identity(&self, identity: &mcp_gateway_core::auth::Identity) {
+        let Some(ids) = &self.config.identity_headers else {
+            return;
+        };
+        if let Some(h) = ids.subject.as_deref() {
+            let v = mcp_gateway_core::protocol::encode_header_value(&identity.subject);
+            host::set_request_header(h, Some(&v));
+        }
+        for (claim, h) in &ids.claims {
+            let Some(value) = identity.claims.get(claim) else {
+                continue;
+            };
+            let text = match value {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            let v = mcp_gateway_core::protocol::encode_header_value(&text);
+            host::set_request_header(h, Some(&v));
         }
     }
 

@@ -63,6 +63,35 @@ pub struct RawConfig {
     /// Per-request authorization with Rego (policies/README.md). Absent: everything authenticated
     /// is allowed. Present: default deny.
     pub policy: Option<crate::policy::RawPolicyConfig>,
+    /// Forward the verified identity upstream as headers (on-behalf-of audit). Client-sent
+    /// copies of these headers are always removed.
+    pub identity_headers: Option<RawIdentityHeaders>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawIdentityHeaders {
+    /// Header that carries the subject (`sub`), e.g. `x-mcp-subject`.
+    pub subject: Option<String>,
+    /// Token claims to forward: claim name → header name, e.g. `{"email": "x-mcp-email"}`.
+    pub claims: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// Compiled `identityHeaders`: lower-case header names.
+#[derive(Debug, Clone, Default)]
+pub struct IdentityHeaders {
+    pub subject: Option<String>,
+    pub claims: Vec<(String, String)>,
+}
+
+impl IdentityHeaders {
+    /// Every header name this forwards (all are stripped from client requests).
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.subject
+            .as_deref()
+            .into_iter()
+            .chain(self.claims.iter().map(|(_, h)| h.as_str()))
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -92,6 +121,7 @@ pub struct Config {
     pub auth: Option<Arc<AuthConfig>>,
     pub upstream_credential: Option<crate::credentials::Credential>,
     pub policy: Option<std::rc::Rc<crate::policy::Policy>>,
+    pub identity_headers: Option<IdentityHeaders>,
 }
 
 /// A configuration error; the message starts with the path of the offending field.
@@ -241,6 +271,10 @@ impl Config {
                 Some(p) => Some(std::rc::Rc::new(crate::policy::Policy::compile(p)?)),
                 None => None,
             },
+            identity_headers: match raw.identity_headers {
+                Some(h) => Some(compile_identity_headers(h)?),
+                None => None,
+            },
         })
     }
 
@@ -269,8 +303,37 @@ impl Default for Config {
             auth: None,
             upstream_credential: None,
             policy: None,
+            identity_headers: None,
         })
     }
+}
+
+fn compile_identity_headers(raw: RawIdentityHeaders) -> Result<IdentityHeaders, ConfigError> {
+    let reserved = [
+        "authorization",
+        "cookie",
+        "mcp-session-id",
+        "mcp-protocol-version",
+        "mcp-method",
+        "mcp-name",
+    ];
+    let check = |field: String, name: String| -> Result<String, ConfigError> {
+        let name = header_name(&field, Some(name), "")?;
+        if reserved.contains(&name.as_str()) {
+            return Err(invalid(field, format!("{name:?} is reserved")));
+        }
+        Ok(name)
+    };
+    let subject = match raw.subject {
+        Some(h) => Some(check("identityHeaders.subject".into(), h)?),
+        None => None,
+    };
+    let mut claims = Vec::new();
+    for (claim, header) in raw.claims.unwrap_or_default() {
+        let field = format!("identityHeaders.claims.{claim}");
+        claims.push((claim, check(field, header)?));
+    }
+    Ok(IdentityHeaders { subject, claims })
 }
 
 fn bounded(field: &str, value: u64) -> Result<usize, ConfigError> {
