@@ -115,7 +115,7 @@ impl GatewayHttp {
 
     /// Removes from a list reply (`{"jsonrpc","id","result":{"tools":[…]}}`) what the policy
     /// would not let this caller call. Returns the body unchanged without a policy.
-    pub(crate) fn filter_listing(&self, fed: &Federation, body: &str) -> Option<String> {
+    pub(crate) fn filter_listing(&self, fed: Option<&Federation>, body: &str) -> Option<String> {
         let policy = self.config.policy.clone()?;
         let info = self.info.as_ref()?;
         let method = info.method.as_deref()?;
@@ -126,8 +126,8 @@ impl GatewayHttp {
             .iter()
             .map(|item| {
                 let facing = item.get(key).and_then(Value::as_str).unwrap_or_default();
-                match fed.split(facing) {
-                    Some((i, own)) => (own.to_owned(), fed.servers.get(i).map(|s| s.name.clone())),
+                match fed.and_then(|f| f.split(facing).map(|(i, own)| (f, i, own))) {
+                    Some((f, i, own)) => (own.to_owned(), f.servers.get(i).map(|s| s.name.clone())),
                     None => (facing.to_owned(), None),
                 }
             })

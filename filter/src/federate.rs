@@ -194,7 +194,7 @@ impl GatewayHttp {
                 Next::Continue
             }
             Plan::Reply { status, body } => {
-                let body = self.filter_listing(fed, &body).unwrap_or(body);
+                let body = self.filter_listing(Some(fed), &body).unwrap_or(body);
                 self.local_answer(status, &body, None);
                 Next::Pause
             }
@@ -458,7 +458,9 @@ impl GatewayHttp {
             state
         });
         let session = session.as_ref().and_then(|s| self.seal(s));
-        let body = self.filter_listing(fed, &done.body).unwrap_or(done.body);
+        let body = self
+            .filter_listing(Some(fed), &done.body)
+            .unwrap_or(done.body);
         self.local_answer(done.status, &body, session.as_deref());
         Next::Pause
     }

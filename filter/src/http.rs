@@ -67,6 +67,10 @@ pub struct GatewayHttp {
     rewriter: Option<StreamRewriter>,
     /// Buffer the routed JSON response to add `resultType` (stateless client, legacy server).
     inject_json: bool,
+    /// A list request without federation under a policy: filter the upstream's answer.
+    filter_list: bool,
+    /// Buffering that list answer (JSON or SSE) until its end.
+    list_kind: Option<BodyKind>,
     pub(crate) label: MethodLabel,
     /// Raw JSON id of the request, for errors the gateway writes on the upstream's behalf.
     request_id: Option<String>,
@@ -100,6 +104,8 @@ impl GatewayHttp {
             owned_route: false,
             rewriter: None,
             inject_json: false,
+            filter_list: false,
+            list_kind: None,
             label: MethodLabel::extra(mcp_gateway_core::metrics::LABEL_UNPARSED),
             request_id: None,
             is_request: false,
@@ -299,6 +305,10 @@ impl GatewayHttp {
         }
     }
 
+    fn info_method_name(&self) -> Option<&str> {
+        self.info.as_ref().and_then(|i| i.method.as_deref())
+    }
+
     pub(crate) fn mark_replied(&mut self) {
         self.phase = Phase::Replied;
     }
@@ -480,6 +490,9 @@ impl HttpContext for GatewayHttp {
                 self.request_id = accepted.info.id.clone();
                 self.phase = Phase::Forwarded;
                 let config = self.config.clone();
+                if config.federation.is_none() && config.policy.is_some() {
+                    self.info = Some(accepted.info.clone());
+                }
                 if let Some(fed) = config.federation.as_ref() {
                     self.info = Some(accepted.info);
                     return match self.federate(fed, &body) {
@@ -488,6 +501,13 @@ impl HttpContext for GatewayHttp {
                     };
                 }
                 self.present_upstream_credential();
+                // Without federation the list comes from the upstream: filter it for this
+                // caller on the way back (buffered; lists are small).
+                self.filter_list = self.config.policy.is_some()
+                    && matches!(
+                        self.info_method_name(),
+                        Some("tools/list" | "prompts/list" | "resources/list")
+                    );
                 Action::Continue
             }
         }
@@ -532,6 +552,13 @@ impl HttpContext for GatewayHttp {
                 host::set_response_header("content-length", None);
             }
         }
+        if self.filter_list
+            && (200..300).contains(&status)
+            && matches!(kind, BodyKind::Json | BodyKind::EventStream)
+        {
+            host::set_response_header("content-length", None);
+            self.list_kind = Some(kind);
+        }
         self.observer = Some(ResponseObserver::new(
             status,
             observed_type,
@@ -563,6 +590,31 @@ impl HttpContext for GatewayHttp {
             let text = host::response_body(body_size).unwrap_or_default();
             let body = self.upstream_error_body(status, &text);
             host::replace_response_body(body_size, body.as_bytes());
+            self.finish(false);
+            return Action::Continue;
+        }
+        if let Some(kind) = self.list_kind {
+            if !end_of_stream {
+                return Action::Pause;
+            }
+            let body = host::response_body(body_size).unwrap_or_default();
+            let filtered = match kind {
+                BodyKind::EventStream => mcp_gateway_core::sse::rewrite_buffered(&body, |data| {
+                    let text = std::str::from_utf8(data).ok()?;
+                    text.contains("\"result\"")
+                        .then(|| self.filter_listing(None, text))
+                        .flatten()
+                        .map(String::into_bytes)
+                }),
+                _ => std::str::from_utf8(&body)
+                    .ok()
+                    .and_then(|t| self.filter_listing(None, t))
+                    .map_or(body, String::into_bytes),
+            };
+            host::replace_response_body(body_size, &filtered);
+            if let Some(o) = self.observer.as_mut() {
+                o.feed(&filtered);
+            }
             self.finish(false);
             return Action::Continue;
         }

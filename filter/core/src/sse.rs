@@ -241,6 +241,38 @@ impl SseParser {
     }
 }
 
+/// Rebuilds a complete, buffered SSE body with `rewrite` applied to each event's data (`None`
+/// keeps it). Events are re-serialised (`event:`, `id:`, `data:` lines); comments are dropped.
+pub fn rewrite_buffered(body: &[u8], mut rewrite: impl FnMut(&[u8]) -> Option<Vec<u8>>) -> Vec<u8> {
+    let mut parser = SseParser::new(body.len().max(1));
+    let mut out = Vec::with_capacity(body.len() + 64);
+    let mut emit = |event: SseEvent<'_>| {
+        let new = rewrite(event.data);
+        let data = new.as_deref().unwrap_or(event.data);
+        if let Some(ev) = event.event {
+            out.extend_from_slice(b"event: ");
+            out.extend_from_slice(ev);
+            out.push(b'\n');
+        }
+        if let Some(id) = event.id {
+            out.extend_from_slice(b"id: ");
+            out.extend_from_slice(id);
+            out.push(b'\n');
+        }
+        for line in data.split(|&b| b == b'\n') {
+            out.extend_from_slice(b"data: ");
+            out.extend_from_slice(line);
+            out.push(b'\n');
+        }
+        out.push(b'\n');
+    };
+    parser.feed(body, &mut emit);
+    if parser.has_partial_event() {
+        parser.feed(b"\n\n", &mut emit);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -335,6 +367,16 @@ mod tests {
         let mut ends = Vec::new();
         p.feed_indexed(b"\n\n", |_, end| ends.push(end));
         assert_eq!(ends, vec![2]);
+    }
+
+    #[test]
+    fn a_buffered_stream_is_rebuilt_with_rewritten_events() {
+        let body = b"id: 1\ndata: \n\nevent: message\ndata: {\"a\":1}\n\ndata: keep";
+        let out = rewrite_buffered(body, |d| (d == b"{\"a\":1}").then(|| b"{\"b\":2}".to_vec()));
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "id: 1\ndata: \n\nevent: message\ndata: {\"b\":2}\n\ndata: keep\n\n"
+        );
     }
 
     #[test]
