@@ -307,7 +307,7 @@ def build_output():
     crates = ["serde", "serde_json", "tokio", "hyper", "regex", "thiserror", "tracing", "bytes", "http", "futures-util", "itoa", "ryu", "memchr", "once_cell", "proc-macro2", "quote", "syn"]
     for c in crates:
         lines.append(f"   Compiling {c} v{rng.randint(0, 2)}.{rng.randint(0, 40)}.{rng.randint(0, 20)}")
-    lines += ["   Compiling orders-api v0.7.2 (/home/ci/work/orders-api)",
+    lines += ["   Compiling orders-api v0.7.2 (/home/ci/src/orders-api)",
               "warning: unused variable: `retries`",
               "  --> src/upstream.rs:142:13",
               "    |",
