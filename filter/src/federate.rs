@@ -249,11 +249,7 @@ impl GatewayHttp {
         }
         self.owned_route = self.client_is_stateless() && !route.stateless;
         if let Some(new_body) = &route.body {
-            if let Err(s) =
-                hostcalls::set_buffer(BufferType::HttpRequestBody, 0, body.len(), new_body)
-            {
-                log::warn!("could not rewrite request body: {s:?}");
-            }
+            host::replace_request_body(body.len(), new_body);
             host::set_request_header("content-length", Some(&new_body.len().to_string()));
         }
         if let Some(c) = fed

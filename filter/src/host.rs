@@ -1,11 +1,109 @@
 //! Host calls that report failure as values instead of panicking.
 //!
 //! The SDK's trait helpers (`get_http_request_header` and friends) panic on an unexpected host
-//! status, and a panic kills the worker's VM for every request. The gateway calls
-//! `proxy_wasm::hostcalls` directly and treats a failed call as "absent" or logs it.
+//! status, and a panic kills the worker's VM for every request. Reads go through
+//! `proxy_wasm::hostcalls`, whose wrappers map the statuses a read can meet (`NotFound`) to
+//! values. Its *write* wrappers (`set_map_value`, `set_buffer`, `set_property`,
+//! `send_http_response`) panic on any status but Ok, which a late header write or a filter-state
+//! write the host refuses can produce: those go straight to the ABI imports in [`abi`], and a
+//! refusal is logged.
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType};
+
+/// The proxy-wasm 0.2.1 write imports, declared as the SDK declares them but returning the raw
+/// status word, so no status value can make a wrapper panic (or be an invalid enum).
+#[allow(clashing_extern_declarations)] // same ABI as the SDK's: a `#[repr(u32)]` enum is a u32
+mod abi {
+    use proxy_wasm::types::{BufferType, MapType};
+
+    extern "C" {
+        pub fn proxy_replace_header_map_value(
+            map_type: MapType,
+            key_data: *const u8,
+            key_size: usize,
+            value_data: *const u8,
+            value_size: usize,
+        ) -> u32;
+        pub fn proxy_remove_header_map_value(
+            map_type: MapType,
+            key_data: *const u8,
+            key_size: usize,
+        ) -> u32;
+        pub fn proxy_set_buffer_bytes(
+            buffer_type: BufferType,
+            start: usize,
+            size: usize,
+            buffer_data: *const u8,
+            buffer_size: usize,
+        ) -> u32;
+        pub fn proxy_set_property(
+            path_data: *const u8,
+            path_size: usize,
+            value_data: *const u8,
+            value_size: usize,
+        ) -> u32;
+        #[allow(clippy::too_many_arguments)]
+        pub fn proxy_send_local_response(
+            status_code: u32,
+            status_code_details_data: *const u8,
+            status_code_details_size: usize,
+            body_data: *const u8,
+            body_size: usize,
+            headers_data: *const u8,
+            headers_size: usize,
+            grpc_status: i32,
+        ) -> u32;
+    }
+}
+
+/// Status word 0 is Ok in the ABI.
+const OK: u32 = 0;
+
+fn set_header(map: MapType, name: &str, value: Option<&str>) -> u32 {
+    // SAFETY: host imports reading `len` bytes from live slices for the duration of the call.
+    unsafe {
+        match value {
+            Some(v) => abi::proxy_replace_header_map_value(
+                map,
+                name.as_ptr(),
+                name.len(),
+                v.as_ptr(),
+                v.len(),
+            ),
+            None => abi::proxy_remove_header_map_value(map, name.as_ptr(), name.len()),
+        }
+    }
+}
+
+fn set_buffer(buffer: BufferType, size: usize, body: &[u8]) -> u32 {
+    // SAFETY: as above; the host copies `body`.
+    unsafe { abi::proxy_set_buffer_bytes(buffer, 0, size, body.as_ptr(), body.len()) }
+}
+
+/// The proxy-wasm header-map wire form: count, (key length, value length) pairs, then each key
+/// and value NUL-terminated; all lengths little-endian u32.
+fn serialize_headers(headers: &[(&str, &str)]) -> Vec<u8> {
+    let len = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();
+    let mut out = Vec::with_capacity(
+        4 + headers
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 10)
+            .sum::<usize>(),
+    );
+    out.extend_from_slice(&len(headers.len()));
+    for (k, v) in headers {
+        out.extend_from_slice(&len(k.len()));
+        out.extend_from_slice(&len(v.len()));
+    }
+    for (k, v) in headers {
+        out.extend_from_slice(k.as_bytes());
+        out.push(0);
+        out.extend_from_slice(v.as_bytes());
+        out.push(0);
+    }
+    out
+}
 
 pub fn request_header(name: &str) -> Option<String> {
     hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
@@ -21,18 +119,19 @@ pub fn response_header(name: &str) -> Option<String> {
 
 /// Sets (or with `None` removes) a request header. Returns whether the host accepted it.
 pub fn set_request_header(name: &str, value: Option<&str>) -> bool {
-    match hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value) {
-        Ok(()) => true,
-        Err(status) => {
-            log::warn!("could not set request header {name}: {status:?}");
+    match set_header(MapType::HttpRequestHeaders, name, value) {
+        OK => true,
+        status => {
+            log::warn!("could not set request header {name}: host status {status}");
             false
         }
     }
 }
 
 pub fn set_response_header(name: &str, value: Option<&str>) {
-    if let Err(status) = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, value) {
-        log::warn!("could not set response header {name}: {status:?}");
+    let status = set_header(MapType::HttpResponseHeaders, name, value);
+    if status != OK {
+        log::warn!("could not set response header {name}: host status {status}");
     }
 }
 
@@ -50,8 +149,20 @@ pub fn response_body(size: usize) -> Option<Vec<u8>> {
 
 /// Replaces the buffered response body with `body`.
 pub fn replace_response_body(size: usize, body: &[u8]) {
-    if let Err(status) = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, body) {
-        log::warn!("could not replace response body: {status:?}");
+    let status = set_buffer(BufferType::HttpResponseBody, size, body);
+    if status != OK {
+        log::warn!("could not replace response body: host status {status}");
+    }
+}
+
+/// Replaces the buffered request body with `body`. Returns whether the host accepted it.
+pub fn replace_request_body(size: usize, body: &[u8]) -> bool {
+    match set_buffer(BufferType::HttpRequestBody, size, body) {
+        OK => true,
+        status => {
+            log::warn!("could not rewrite request body: host status {status}");
+            false
+        }
     }
 }
 
@@ -63,15 +174,32 @@ pub fn plugin_configuration() -> Option<Vec<u8>> {
 
 /// Sends a local reply. The stream then continues through this filter's response callbacks.
 pub fn send_reply(status: u16, headers: &[(&str, &str)], body: &[u8]) {
-    if let Err(s) = hostcalls::send_http_response(u32::from(status), headers.to_vec(), Some(body)) {
-        log::error!("could not send local reply {status}: {s:?}");
+    let map = serialize_headers(headers);
+    // SAFETY: host import reading live slices for the duration of the call; -1: not gRPC.
+    let result = unsafe {
+        abi::proxy_send_local_response(
+            u32::from(status),
+            std::ptr::null(),
+            0,
+            body.as_ptr(),
+            body.len(),
+            map.as_ptr(),
+            map.len(),
+            -1,
+        )
+    };
+    if result != OK {
+        log::error!("could not send local reply {status}: host status {result}");
     }
 }
 
 /// Writes a value Envoy keeps as filter state `wasm.<name>`, printable by access loggers with
-/// `%FILTER_STATE(wasm.<name>:PLAIN)%`.
+/// `%FILTER_STATE(wasm.<name>:PLAIN)%`. A one-segment property path is just the name.
 pub fn set_filter_state(name: &str, value: &str) {
-    if let Err(status) = hostcalls::set_property(vec![name], Some(value.as_bytes())) {
-        log::debug!("could not set filter state {name}: {status:?}");
+    // SAFETY: host import reading live slices for the duration of the call.
+    let status =
+        unsafe { abi::proxy_set_property(name.as_ptr(), name.len(), value.as_ptr(), value.len()) };
+    if status != OK {
+        log::debug!("could not set filter state {name}: host status {status}");
     }
 }
