@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use mcp_gateway_core::federation::aggregate::ListKind;
-use mcp_gateway_core::federation::fanout::{CalloutReply, FanOut, Finished};
+use mcp_gateway_core::federation::fanout::{Callout, CalloutReply, FanOut, Finished};
 use mcp_gateway_core::federation::plan::{self, Plan, Route};
 use mcp_gateway_core::federation::session::SessionState;
 use mcp_gateway_core::federation::Federation;
@@ -37,6 +37,36 @@ pub enum After {
 /// some failed, so a recovered server is probed again soon.
 const OWNED_TTL_MS: u64 = 3_600_000;
 const OWNED_PARTIAL_TTL_MS: u64 = 15_000;
+
+impl Work {
+    /// Dispatches calls. A call the host refuses (e.g. an unknown cluster) is answered at once as
+    /// "no answer", and whatever follow-up that yields (a failed probe leads to an `initialize`)
+    /// is dispatched too, so nothing stays pending and the client is never left hanging.
+    fn dispatch(&mut self, fed: &Federation, calls: Vec<Callout>) {
+        let mut queue = calls;
+        while let Some(call) = queue.pop() {
+            let headers: Vec<(&str, &str)> = call
+                .headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let body = (!call.body.is_empty()).then_some(call.body.as_slice());
+            match hostcalls::dispatch_http_call(
+                &call.cluster,
+                headers,
+                body,
+                Vec::new(),
+                Duration::from_millis(call.timeout_ms),
+            ) {
+                Ok(token) => self.tokens.push((token, call.key)),
+                Err(status) => {
+                    log::warn!("could not call cluster {}: {status:?}", call.cluster);
+                    queue.extend(self.fan.on_reply(fed, call.key, no_answer()));
+                }
+            }
+        }
+    }
+}
 
 /// What the request path should return to Envoy.
 pub enum Next {
@@ -269,32 +299,7 @@ impl GatewayHttp {
             tokens: Vec::new(),
             after,
         };
-        let mut failed = Vec::new();
-        for call in calls {
-            let headers: Vec<(&str, &str)> = call
-                .headers
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect();
-            let body = (!call.body.is_empty()).then_some(call.body.as_slice());
-            match hostcalls::dispatch_http_call(
-                &call.cluster,
-                headers,
-                body,
-                Vec::new(),
-                Duration::from_millis(call.timeout_ms),
-            ) {
-                Ok(token) => work.tokens.push((token, call.key)),
-                Err(status) => {
-                    log::warn!("could not call cluster {}: {status:?}", call.cluster);
-                    failed.push(call.key);
-                }
-            }
-        }
-        for key in failed {
-            let follow = work.fan.on_reply(fed, key, no_answer());
-            debug_assert!(follow.is_empty());
-        }
+        work.dispatch(fed, calls);
         self.work = Some(work);
         self.maybe_finish(fed)
     }
@@ -336,25 +341,7 @@ impl GatewayHttp {
             body: &body,
         };
         let follow = work.fan.on_reply(fed, key, reply);
-        for call in follow {
-            let headers: Vec<(&str, &str)> = call
-                .headers
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect();
-            match hostcalls::dispatch_http_call(
-                &call.cluster,
-                headers,
-                Some(&call.body),
-                Vec::new(),
-                Duration::from_millis(call.timeout_ms),
-            ) {
-                Ok(token) => work.tokens.push((token, call.key)),
-                Err(_) => {
-                    let _ = work.fan.on_reply(fed, call.key, no_answer());
-                }
-            }
-        }
+        work.dispatch(fed, follow);
         if let Next::Continue = self.maybe_finish(fed) {
             resume_request();
         }

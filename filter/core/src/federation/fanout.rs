@@ -502,6 +502,12 @@ impl FanOut {
                     self.prepared(server, result, session);
                     None
                 }
+                // No answer at all: the server is down or slow; an `initialize` would only wait
+                // out the same timeout again.
+                Err(e @ UpstreamFailure::Unreachable) => {
+                    self.failures.push((server, e));
+                    None
+                }
                 // Not a stateless server (or not this revision): a session of the gateway's own.
                 _ => {
                     let params = format!(
@@ -752,4 +758,57 @@ pub fn result_reply(id: Option<&str>, result: &str) -> String {
     out.push_str(result);
     out.push('}');
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn fed() -> Federation {
+        let cfg = r#"{"servers":[{"name":"a","cluster":"ca"}],
+                      "federation":{"sessionKey":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}}"#;
+        Config::from_json(cfg.as_bytes())
+            .unwrap()
+            .federation
+            .unwrap()
+    }
+
+    fn no_answer() -> CalloutReply<'static> {
+        CalloutReply {
+            status: 0,
+            content_type: None,
+            session_id: None,
+            body: &[],
+        }
+    }
+
+    #[test]
+    fn an_unreachable_server_fails_preparation_without_a_second_wait() {
+        let f = fed();
+        let mut fan = FanOut::prepare(1);
+        let calls = fan.start(&f);
+        assert_eq!(calls.len(), 1);
+        assert!(fan.on_reply(&f, calls[0].key, no_answer()).is_empty());
+        assert_eq!(fan.pending(), 0);
+        assert_eq!(fan.finish(&f).status, 502);
+    }
+
+    #[test]
+    fn a_server_that_does_not_know_discover_gets_an_initialize_of_the_gateways_own() {
+        let f = fed();
+        let mut fan = FanOut::prepare(1);
+        let calls = fan.start(&f);
+        let unknown = br#"{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"no"}}"#;
+        let reply = CalloutReply {
+            status: 200,
+            content_type: Some("application/json"),
+            session_id: None,
+            body: unknown,
+        };
+        let follow = fan.on_reply(&f, calls[0].key, reply);
+        assert_eq!(follow.len(), 1);
+        assert!(String::from_utf8_lossy(&follow[0].body).contains("\"initialize\""));
+        assert_eq!(fan.pending(), 1);
+    }
 }
