@@ -82,9 +82,12 @@ impl GatewayHttp {
         self.stats
             .borrow_mut()
             .policy(if decision.allow { "allow" } else { "deny" });
+        self.trace.redact = decision.redact.clone();
         if decision.allow {
+            self.trace.decision = Some("allow");
             return true;
         }
+        self.trace.decision = Some("deny");
         if let Some(e) = &decision.error {
             log::warn!("policy evaluation failed (denied): {e}");
         }
@@ -92,6 +95,7 @@ impl GatewayHttp {
             .reason
             .as_deref()
             .unwrap_or(policy::reason::NO_DECISION);
+        self.trace.reason = Some(reason.to_owned());
         let mut data = String::from("{\"reason\":");
         jsonrpc::push_json_string(&mut data, reason);
         data.push('}');
@@ -106,7 +110,7 @@ impl GatewayHttp {
     }
 
     /// The server a request targets and its own name there (federation with prefixes).
-    fn server_of(&self, info: &RequestInfo) -> Option<(String, String)> {
+    pub(crate) fn server_of(&self, info: &RequestInfo) -> Option<(String, String)> {
         let fed = self.config.federation.as_ref()?;
         let name = info.name.as_deref()?;
         let (i, own) = fed.split(name)?;
@@ -188,8 +192,7 @@ impl GatewayHttp {
     /// Answers a request the policy refused.
     fn deny(&mut self, body: &str) {
         self.mark_replied();
-        self.stats.borrow_mut().request(self.label, Outcome::Denied);
-        host::set_filter_state("mcp_outcome", Outcome::Denied.as_str());
+        self.record(Outcome::Denied, Some(code::INVALID_REQUEST), None, None);
         host::send_reply(
             200,
             &[("content-type", "application/json")],

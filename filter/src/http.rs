@@ -14,7 +14,7 @@ use mcp_gateway_core::federation::stream::{Emit, StreamRewriter};
 use mcp_gateway_core::gate::{self, Head, HeadVerdict, Reply};
 use mcp_gateway_core::jsonrpc::{self, code, MessageKind, RequestInfo};
 use mcp_gateway_core::metrics::MethodLabel;
-use mcp_gateway_core::response::{body_kind, BodyKind, Outcome, ResponseObserver};
+use mcp_gateway_core::response::{body_kind, BodyKind, Measure, Outcome, ResponseObserver};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
@@ -23,11 +23,12 @@ use crate::cache::ListCache;
 use crate::federate::{Next, Work};
 use crate::host;
 use crate::stats::Stats;
+use crate::telemetry::{now_ns, Trace};
 
 /// Filter-state names (Envoy prefixes them with `wasm.`).
 const FS_METHOD: &str = "mcp_method";
 const FS_NAME: &str = "mcp_name";
-const FS_OUTCOME: &str = "mcp_outcome";
+pub(crate) const FS_OUTCOME: &str = "mcp_outcome";
 
 /// Longest upstream error text quoted in a JSON-RPC error.
 const MAX_QUOTED_ERROR: usize = 200;
@@ -73,13 +74,15 @@ pub struct GatewayHttp {
     list_kind: Option<BodyKind>,
     pub(crate) label: MethodLabel,
     /// Raw JSON id of the request, for errors the gateway writes on the upstream's behalf.
-    request_id: Option<String>,
+    pub(crate) request_id: Option<String>,
     is_request: bool,
     observer: Option<ResponseObserver>,
     /// Buffering an Envoy-generated error page to replace it with a JSON-RPC error.
     rewrite_error: Option<u16>,
     /// The outcome has been counted (exactly once per request).
     counted: bool,
+    /// Figures for per-tool metrics and the audit record.
+    pub(crate) trace: Trace,
 }
 
 impl GatewayHttp {
@@ -112,6 +115,7 @@ impl GatewayHttp {
             observer: None,
             rewrite_error: None,
             counted: false,
+            trace: Trace::default(),
         }
     }
 
@@ -133,12 +137,11 @@ impl GatewayHttp {
     /// Answers locally and counts it. The caller returns `Action::Pause`.
     fn reply(&mut self, reply: Reply) {
         self.phase = Phase::Replied;
-        {
-            let mut stats = self.stats.borrow_mut();
-            stats.rejected(reply.reason);
-            stats.request(reply.method, reply.reason.outcome());
-        }
-        host::set_filter_state(FS_OUTCOME, reply.reason.outcome().as_str());
+        self.stats.borrow_mut().rejected(reply.reason);
+        self.label = reply.method;
+        self.trace.decision = Some("reject");
+        self.trace.reason = Some(reply.reason.as_str().to_owned());
+        self.record(reply.reason.outcome(), None, None, None);
         let mut headers: Vec<(&str, &str)> = vec![("content-type", "application/json")];
         headers.extend(reply.headers.iter().map(|(k, v)| (*k, v.as_str())));
         host::send_reply(reply.status, &headers, reply.body.as_bytes());
@@ -147,27 +150,30 @@ impl GatewayHttp {
     /// Answers a valid request locally (federation: merged lists, initialize, ping, errors).
     pub(crate) fn local_answer(&mut self, status: u16, body: &str, session_id: Option<&str>) {
         self.phase = Phase::Replied;
-        let outcome = if status == 202 {
-            Outcome::Accepted
-        } else if body.is_empty() {
-            // DELETE fan-out: no JSON-RPC answer, the HTTP status is the outcome.
-            if (200..300).contains(&status) {
-                Outcome::Ok
-            } else {
-                Outcome::UpstreamError
-            }
+        let summary = if status == 202 || body.is_empty() {
+            None
         } else {
-            let mut observer = ResponseObserver::new(
+            let mut observer = self.observing(ResponseObserver::new(
                 status,
                 Some("application/json"),
                 Some(body.len()),
                 body.len().max(1),
-            );
+            ));
             observer.feed(body.as_bytes());
-            observer.finish(false).outcome
+            Some(observer.finish(false))
         };
-        self.stats.borrow_mut().request(self.label, outcome);
-        host::set_filter_state(FS_OUTCOME, outcome.as_str());
+        let outcome = match &summary {
+            Some(s) => s.outcome,
+            None if status == 202 => Outcome::Accepted,
+            // DELETE fan-out: no JSON-RPC answer, the HTTP status is the outcome.
+            None if (200..300).contains(&status) => Outcome::Ok,
+            None => Outcome::UpstreamError,
+        };
+        self.trace.session_opened = session_id.is_some();
+        match summary {
+            Some(s) => self.record(outcome, s.error_code, s.tokens, s.result),
+            None => self.record(outcome, None, None, None),
+        }
         let mut headers: Vec<(&str, &str)> = Vec::with_capacity(2);
         if !body.is_empty() {
             headers.push(("content-type", "application/json"));
@@ -227,8 +233,9 @@ impl GatewayHttp {
                 let answer = auth.borrow().config().reply_for(failure);
                 self.stats.borrow_mut().auth(failure.as_str());
                 self.phase = Phase::Replied;
-                self.stats.borrow_mut().request(self.label, Outcome::Denied);
-                host::set_filter_state(FS_OUTCOME, Outcome::Denied.as_str());
+                self.trace.decision = Some("unauthenticated");
+                self.trace.reason = Some(failure.as_str().to_owned());
+                self.record(Outcome::Denied, Some(code::INVALID_REQUEST), None, None);
                 let body = jsonrpc::error_body(None, code::INVALID_REQUEST, answer.message, None);
                 let mut headers: Vec<(&str, &str)> = vec![("content-type", "application/json")];
                 if let Some(h) = answer.www_authenticate.as_deref() {
@@ -331,15 +338,34 @@ impl GatewayHttp {
         } else {
             summary.outcome
         };
-        let mut stats = self.stats.borrow_mut();
-        stats.request(self.label, outcome);
-        stats.stream(
+        self.stats.borrow_mut().stream(
             summary.notifications,
             summary.server_requests,
             summary.garbled,
         );
-        drop(stats);
-        host::set_filter_state(FS_OUTCOME, outcome.as_str());
+        self.record(outcome, summary.error_code, summary.tokens, summary.result);
+    }
+
+    /// Asks an observer for what telemetry needs from the final result of this request.
+    fn observing(&self, observer: ResponseObserver) -> ResponseObserver {
+        let tel = &self.config.telemetry;
+        if !tel.enabled {
+            return observer;
+        }
+        let measure = match self.info_method_name() {
+            Some("tools/call") => Measure::ToolResult,
+            Some("tools/list") => Measure::ToolsList,
+            _ => return observer,
+        };
+        let observer = match tel.tokens {
+            Some(counting) => observer.measure(counting, measure),
+            None => observer,
+        };
+        if measure == Measure::ToolResult && tel.audit.as_ref().is_some_and(|a| a.results) {
+            observer.keep_result()
+        } else {
+            observer
+        }
     }
 
     /// The JSON-RPC error that replaces an Envoy-generated 5xx page (no healthy upstream,
@@ -379,8 +405,8 @@ impl Context for GatewayHttp {
     }
 }
 
-impl HttpContext for GatewayHttp {
-    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+impl GatewayHttp {
+    fn handle_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let Some(path) = host::request_header(":path") else {
             return Action::Continue;
         };
@@ -445,14 +471,14 @@ impl HttpContext for GatewayHttp {
                 self.phase = Phase::ReadingBody;
                 if end_of_stream {
                     // A POST without a body: judge the empty body now.
-                    return self.on_http_request_body(0, true);
+                    return self.handle_request_body(0, true);
                 }
                 Action::Pause
             }
         }
     }
 
-    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+    fn handle_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         if self.phase != Phase::ReadingBody {
             return Action::Continue;
         }
@@ -483,15 +509,21 @@ impl HttpContext for GatewayHttp {
                     host::set_filter_state(FS_NAME, name);
                 }
                 self.label = accepted.label;
+                self.is_request = accepted.info.kind == MessageKind::Request;
+                self.request_id = accepted.info.id.clone();
+                let config = self.config.clone();
+                if config.federation.is_some()
+                    || config.policy.is_some()
+                    || config.telemetry.enabled
+                {
+                    self.info = Some(accepted.info.clone());
+                }
                 if !self.authorize(&accepted.info, &body) {
                     return Action::Pause;
                 }
-                self.is_request = accepted.info.kind == MessageKind::Request;
-                self.request_id = accepted.info.id.clone();
                 self.phase = Phase::Forwarded;
-                let config = self.config.clone();
-                if config.federation.is_none() && config.policy.is_some() {
-                    self.info = Some(accepted.info.clone());
+                if accepted.info.method.as_deref() == Some("tools/call") {
+                    self.note_arguments(&body);
                 }
                 if let Some(fed) = config.federation.as_ref() {
                     self.info = Some(accepted.info);
@@ -513,7 +545,7 @@ impl HttpContext for GatewayHttp {
         }
     }
 
-    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+    fn handle_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         if self.phase != Phase::Forwarded {
             return Action::Continue;
         }
@@ -559,12 +591,18 @@ impl HttpContext for GatewayHttp {
             host::set_response_header("content-length", None);
             self.list_kind = Some(kind);
         }
-        self.observer = Some(ResponseObserver::new(
+        self.read_cluster();
+        if self.label == MethodLabel::of_method("initialize")
+            && host::response_header("mcp-session-id").is_some()
+        {
+            self.trace.session_opened = true;
+        }
+        self.observer = Some(self.observing(ResponseObserver::new(
             status,
             observed_type,
             content_length,
             self.config.max_observed_response_bytes,
-        ));
+        )));
         // Envoy's own error pages (no upstream, connect failure, timeout) are plain text. A
         // JSON-RPC request deserves a JSON-RPC error, so buffer that small page and replace it.
         if status >= 500 && self.is_request && kind == BodyKind::Other && !end_of_stream {
@@ -579,7 +617,7 @@ impl HttpContext for GatewayHttp {
         Action::Continue
     }
 
-    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+    fn handle_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         if self.phase != Phase::Forwarded {
             return Action::Continue;
         }
@@ -690,7 +728,7 @@ impl HttpContext for GatewayHttp {
         Action::Continue
     }
 
-    fn on_log(&mut self) {
+    fn handle_log(&mut self) {
         // The stream ended without a complete response (client gone, upstream reset).
         if self.phase == Phase::Forwarded && !self.counted {
             if self.observer.is_none() {
@@ -699,5 +737,54 @@ impl HttpContext for GatewayHttp {
             }
             self.finish(true);
         }
+    }
+}
+
+impl GatewayHttp {
+    /// Runs one callback, adding its wall time to the request's filter time and noting when the
+    /// request was handed upstream (telemetry on only: two clock reads per callback).
+    fn timed(&mut self, f: impl FnOnce(&mut Self) -> Action) -> Action {
+        if !self.config.telemetry.enabled {
+            return f(self);
+        }
+        let t0 = now_ns();
+        let action = f(self);
+        if self.phase == Phase::Bypass && self.trace.started_ns == 0 {
+            return action;
+        }
+        let t1 = now_ns();
+        if self.trace.started_ns == 0 {
+            self.trace.started_ns = t0;
+        }
+        self.trace.busy_ns += t1.saturating_sub(t0);
+        if action == Action::Continue
+            && self.phase == Phase::Forwarded
+            && self.trace.forwarded_ns.is_none()
+        {
+            self.trace.forwarded_ns = Some(t1);
+        }
+        action
+    }
+}
+
+impl HttpContext for GatewayHttp {
+    fn on_http_request_headers(&mut self, num_headers: usize, end_of_stream: bool) -> Action {
+        self.timed(|s| s.handle_request_headers(num_headers, end_of_stream))
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.timed(|s| s.handle_request_body(body_size, end_of_stream))
+    }
+
+    fn on_http_response_headers(&mut self, num_headers: usize, end_of_stream: bool) -> Action {
+        self.timed(|s| s.handle_response_headers(num_headers, end_of_stream))
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.timed(|s| s.handle_response_body(body_size, end_of_stream))
+    }
+
+    fn on_log(&mut self) {
+        self.handle_log();
     }
 }

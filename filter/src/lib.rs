@@ -12,6 +12,7 @@ mod host;
 mod http;
 mod root;
 mod stats;
+mod telemetry;
 
 proxy_wasm::main! {{
     // Installs the `log` facade and a panic hook that reports panics to Envoy's log.

@@ -71,6 +71,9 @@ impl RootContext for GatewayRoot {
                         log::warn!("could not set tick period: {s:?}");
                     }
                 }
+                self.stats
+                    .borrow_mut()
+                    .set_max_tool_labels(config.telemetry.max_tool_labels);
                 self.config = Some(Rc::new(config));
                 true
             }

@@ -3,8 +3,9 @@
 //! Every name comes from `mcp_gateway_core::metrics`, whose label values are closed sets, so the
 //! table sizes are fixed and a stat id is an index away after its first use.
 
-use mcp_gateway_core::metrics::{self, MethodLabel, RejectReason};
+use mcp_gateway_core::metrics::{self, Direction, MethodLabel, RejectReason};
 use mcp_gateway_core::response::Outcome;
+use mcp_gateway_core::telemetry::ToolLabels;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 
@@ -19,6 +20,20 @@ pub struct Stats {
     upstream_failures: std::collections::HashMap<String, Option<u32>>,
     auth: std::collections::HashMap<&'static str, Option<u32>>,
     policy: std::collections::HashMap<&'static str, Option<u32>>,
+    /// Per-tool and per-server stats, by full stat name (names are bounded by `labels`).
+    dynamic: std::collections::HashMap<String, Option<u32>>,
+    labels: ToolLabels,
+}
+
+/// One finished tools/call, as telemetry sees it.
+pub struct ToolCall<'a> {
+    pub server: &'a str,
+    pub tool: &'a str,
+    pub outcome: Outcome,
+    pub duration_us: Option<u64>,
+    pub upstream_us: Option<u64>,
+    pub tokens_in: Option<u64>,
+    pub tokens_out: Option<u64>,
 }
 
 impl Default for Stats {
@@ -32,14 +47,20 @@ impl Default for Stats {
             upstream_failures: std::collections::HashMap::new(),
             auth: std::collections::HashMap::new(),
             policy: std::collections::HashMap::new(),
+            dynamic: std::collections::HashMap::new(),
+            labels: ToolLabels::new(mcp_gateway_core::telemetry::DEFAULT_MAX_TOOL_LABELS),
         }
     }
 }
 
 fn counter(slot: &mut Option<u32>, name: impl FnOnce() -> String) -> Option<u32> {
+    metric(MetricType::Counter, slot, name)
+}
+
+fn metric(kind: MetricType, slot: &mut Option<u32>, name: impl FnOnce() -> String) -> Option<u32> {
     if slot.is_none() {
         let name = name();
-        match hostcalls::define_metric(MetricType::Counter, &name) {
+        match hostcalls::define_metric(kind, &name) {
             Ok(id) => *slot = Some(id),
             Err(status) => log::warn!("could not define metric {name}: {status:?}"),
         }
@@ -133,5 +154,86 @@ impl Stats {
                 u64::from(garbled),
             );
         }
+    }
+}
+
+impl Stats {
+    /// Applies the configured cap on tool labels (a reload may change it; known labels stay).
+    pub fn set_max_tool_labels(&mut self, max: usize) {
+        self.labels = ToolLabels::new(max);
+    }
+
+    fn dynamic(&mut self, kind: MetricType, name: String) -> Option<u32> {
+        if let Some(slot) = self.dynamic.get(&name) {
+            return *slot;
+        }
+        let mut slot = None;
+        let id = metric(kind, &mut slot, || name.clone());
+        self.dynamic.insert(name, slot);
+        id
+    }
+
+    fn histogram(&mut self, name: String, value: u64) {
+        if let Some(id) = self.dynamic(MetricType::Histogram, name) {
+            let _ = hostcalls::record_metric(id, value);
+        }
+    }
+
+    /// Counts one finished tools/call with its latency and token figures. Returns the tool label
+    /// it was counted under (bounded: see `ToolLabels`).
+    pub fn tool_call(&mut self, call: &ToolCall<'_>) -> String {
+        let server = mcp_gateway_core::telemetry::label_value(call.server).into_owned();
+        let tool = self
+            .labels
+            .label(&server, call.tool, call.outcome == Outcome::Ok)
+            .into_owned();
+        let id = self.dynamic(
+            MetricType::Counter,
+            metrics::tool_calls_total(&server, &tool, call.outcome),
+        );
+        add(id, 1);
+        if let Some(us) = call.duration_us {
+            self.histogram(metrics::tool_call_duration(&server, &tool), us);
+        }
+        if let Some(us) = call.upstream_us {
+            self.histogram(metrics::upstream_duration(&server), us);
+        }
+        for (direction, n) in [
+            (Direction::In, call.tokens_in),
+            (Direction::Out, call.tokens_out),
+        ] {
+            if let Some(n) = n {
+                let id = self.dynamic(
+                    MetricType::Counter,
+                    metrics::tool_tokens_total(&server, &tool, direction),
+                );
+                add(id, n);
+            }
+        }
+        tool
+    }
+
+    /// Time spent in the gateway's own callbacks for one request.
+    pub fn filter_duration(&mut self, method: MethodLabel, us: u64) {
+        self.histogram(metrics::filter_duration(method), us);
+    }
+
+    /// Tokens of a tools/list answer delivered to a client.
+    pub fn tools_list_tokens(&mut self, tokens: u64) {
+        self.histogram(metrics::TOOLS_LIST_TOKENS.to_owned(), tokens);
+    }
+
+    /// The context cost of one server's catalogue, as last seen.
+    pub fn catalogue_tokens(&mut self, server: &str, tokens: u64) {
+        let server = mcp_gateway_core::telemetry::label_value(server);
+        if let Some(id) = self.dynamic(MetricType::Gauge, metrics::catalogue_tokens(&server)) {
+            let _ = hostcalls::record_metric(id, tokens);
+        }
+    }
+
+    /// A session opened (initialize answered with a session) or closed (DELETE succeeded).
+    pub fn session(&mut self, opened: bool) {
+        let id = self.dynamic(MetricType::Counter, metrics::sessions_total(opened));
+        add(id, 1);
     }
 }

@@ -66,6 +66,8 @@ pub struct RawConfig {
     /// Forward the verified identity upstream as headers (on-behalf-of audit). Client-sent
     /// copies of these headers are always removed.
     pub identity_headers: Option<RawIdentityHeaders>,
+    /// Per-tool metrics, token counts and the audit record (docs/telemetry.md). Default: on.
+    pub telemetry: Option<crate::telemetry::RawTelemetry>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -122,6 +124,7 @@ pub struct Config {
     pub upstream_credential: Option<crate::credentials::Credential>,
     pub policy: Option<std::rc::Rc<crate::policy::Policy>>,
     pub identity_headers: Option<IdentityHeaders>,
+    pub telemetry: crate::telemetry::Telemetry,
 }
 
 /// A configuration error; the message starts with the path of the offending field.
@@ -275,6 +278,7 @@ impl Config {
                 Some(h) => Some(compile_identity_headers(h)?),
                 None => None,
             },
+            telemetry: crate::telemetry::Telemetry::compile(raw.telemetry)?,
         })
     }
 
@@ -304,6 +308,7 @@ impl Default for Config {
             upstream_credential: None,
             policy: None,
             identity_headers: None,
+            telemetry: crate::telemetry::Telemetry::default(),
         })
     }
 }

@@ -17,4 +17,5 @@ pub mod policy;
 pub mod protocol;
 pub mod response;
 pub mod sse;
+pub mod telemetry;
 pub mod tokens;

@@ -181,6 +181,76 @@ pub fn auth_total(result: &str) -> String {
     format!("mcp.auth_total.result={result}")
 }
 
+/// `mcp.tool_calls_total.server=<s>.tool=<t>.outcome=<o>`: tools/call by server, tool, outcome.
+/// `tool` must come from [`crate::telemetry::ToolLabels`] (bounded) and `server` from config or
+/// the routed cluster.
+pub fn tool_calls_total(server: &str, tool: &str, outcome: Outcome) -> String {
+    format!(
+        "mcp.tool_calls_total.server={server}.tool={tool}.outcome={}",
+        outcome.as_str()
+    )
+}
+
+/// Histogram `mcp.tool_call_duration_us.server=<s>.tool=<t>`: request start to final response
+/// (the end of an SSE stream's result event included), in microseconds.
+pub fn tool_call_duration(server: &str, tool: &str) -> String {
+    format!("mcp.tool_call_duration_us.server={server}.tool={tool}")
+}
+
+/// Histogram `mcp.upstream_duration_us.server=<s>`: request forwarded to final response.
+pub fn upstream_duration(server: &str) -> String {
+    format!("mcp.upstream_duration_us.server={server}")
+}
+
+/// Histogram `mcp.filter_duration_us.method=<m>`: time spent inside the gateway's callbacks for
+/// one request (parse, auth, policy, routing, response observation).
+pub fn filter_duration(method: MethodLabel) -> String {
+    format!("mcp.filter_duration_us.method={}", method.as_label())
+}
+
+/// Which way tokens travelled in a tool call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Arguments the model wrote.
+    In,
+    /// The result that lands in the model's context.
+    Out,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::In => "in",
+            Direction::Out => "out",
+        }
+    }
+}
+
+/// `mcp.tool_tokens_total.server=<s>.tool=<t>.direction=<in|out>`.
+pub fn tool_tokens_total(server: &str, tool: &str, direction: Direction) -> String {
+    format!(
+        "mcp.tool_tokens_total.server={server}.tool={tool}.direction={}",
+        direction.as_str()
+    )
+}
+
+/// Gauge `mcp.catalogue_tokens.server=<s>`: tokens of that server's tools/list as a model sees
+/// it (the context cost of its catalogue), as last seen.
+pub fn catalogue_tokens(server: &str) -> String {
+    format!("mcp.catalogue_tokens.server={server}")
+}
+
+/// Histogram: tokens of each tools/list answer delivered to a client.
+pub const TOOLS_LIST_TOKENS: &str = "mcp.tools_list_tokens";
+
+/// `mcp.sessions_total.event=<opened|closed>`.
+pub fn sessions_total(opened: bool) -> String {
+    format!(
+        "mcp.sessions_total.event={}",
+        if opened { "opened" } else { "closed" }
+    )
+}
+
 /// Upstream messages on a response that were not valid JSON-RPC.
 pub const UPSTREAM_GARBLED_TOTAL: &str = "mcp.upstream_garbled_total";
 /// Notifications relayed on SSE responses.

@@ -31,10 +31,12 @@ pub enum Outcome {
     Unknown,
     /// Refused by authentication or policy.
     Denied,
+    /// Refused by a rate limit or token budget.
+    RateLimited,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 9] = [
+    pub const ALL: [Outcome; 10] = [
         Outcome::Ok,
         Outcome::Error,
         Outcome::Accepted,
@@ -44,6 +46,7 @@ impl Outcome {
         Outcome::Incomplete,
         Outcome::Unknown,
         Outcome::Denied,
+        Outcome::RateLimited,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -57,6 +60,7 @@ impl Outcome {
             Outcome::Incomplete => "incomplete",
             Outcome::Unknown => "unknown",
             Outcome::Denied => "denied",
+            Outcome::RateLimited => "rate_limited",
         }
     }
 
@@ -66,7 +70,7 @@ impl Outcome {
 }
 
 /// What the observer learned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Summary {
     pub outcome: Outcome,
     /// The JSON-RPC error code of the final response, when it was an error.
@@ -77,6 +81,26 @@ pub struct Summary {
     pub server_requests: u32,
     /// Messages on the stream that were not valid JSON-RPC.
     pub garbled: u32,
+    /// Model tokens in the final result, when asked to [`ResponseObserver::measure`] it.
+    pub tokens: Option<u64>,
+    /// The final result's JSON, when asked to [`ResponseObserver::keep_result`] (audit).
+    pub result: Option<Vec<u8>>,
+}
+
+/// What to count in the final result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Measure {
+    /// A `tools/call` result: the text that lands in the model's context.
+    ToolResult,
+    /// A `tools/list` result: the catalogue as a model is given it.
+    ToolsList,
+}
+
+/// Optional work on the final result, decided per request.
+#[derive(Debug, Clone, Copy, Default)]
+struct Extras {
+    measure: Option<(crate::tokens::TokenCounting, Measure)>,
+    keep_result: bool,
 }
 
 #[derive(Debug)]
@@ -100,6 +124,9 @@ pub struct ResponseObserver {
     notifications: u32,
     server_requests: u32,
     garbled: u32,
+    extras: Extras,
+    tokens: Option<u64>,
+    result: Option<Vec<u8>>,
 }
 
 /// The body kinds the Streamable HTTP transport uses.
@@ -126,13 +153,13 @@ pub fn body_kind(content_type: Option<&str>) -> BodyKind {
 }
 
 #[derive(Deserialize)]
-struct Message {
+struct Message<'a> {
     #[serde(default)]
     method: Option<IgnoredAny>,
     #[serde(default)]
     id: Option<IgnoredAny>,
-    #[serde(default)]
-    result: Option<IgnoredAny>,
+    #[serde(default, borrow)]
+    result: Option<&'a serde_json::value::RawValue>,
     #[serde(default)]
     error: Option<ErrorObject>,
 }
@@ -172,7 +199,22 @@ impl ResponseObserver {
             notifications: 0,
             server_requests: 0,
             garbled: 0,
+            extras: Extras::default(),
+            tokens: None,
+            result: None,
         }
+    }
+
+    /// Counts the model tokens of the final result (telemetry).
+    pub fn measure(mut self, counting: crate::tokens::TokenCounting, what: Measure) -> Self {
+        self.extras.measure = Some((counting, what));
+        self
+    }
+
+    /// Keeps a copy of the final result's JSON (the audit record asked for results).
+    pub fn keep_result(mut self) -> Self {
+        self.extras.keep_result = true;
+        self
     }
 
     /// Whether feeding the body is useful at all (the glue can skip reading it otherwise).
@@ -199,7 +241,7 @@ impl ResponseObserver {
                 }
             }
             Mode::Sse(parser) => {
-                let mut tally = Tally::default();
+                let mut tally = Tally::with(self.extras);
                 parser.feed(chunk, |event| {
                     if event.truncated {
                         tally.truncated += 1;
@@ -216,7 +258,7 @@ impl ResponseObserver {
     /// Classifies one complete message that the caller extracted itself (e.g. while rewriting an
     /// SSE stream), for responses created with no content type to parse.
     pub fn message(&mut self, data: &[u8]) {
-        let mut tally = Tally::default();
+        let mut tally = Tally::with(self.extras);
         tally.message(data);
         self.absorb(tally);
     }
@@ -228,7 +270,7 @@ impl ResponseObserver {
         match std::mem::replace(&mut self.mode, Mode::Opaque) {
             Mode::Json { buf, overflow } => {
                 if !overflow && !reset {
-                    let mut tally = Tally::default();
+                    let mut tally = Tally::with(self.extras);
                     tally.message(&buf);
                     self.absorb(tally);
                 }
@@ -255,6 +297,8 @@ impl ResponseObserver {
             notifications: self.notifications,
             server_requests: self.server_requests,
             garbled: self.garbled,
+            tokens: self.tokens,
+            result: self.result,
         }
     }
 
@@ -264,6 +308,8 @@ impl ResponseObserver {
         self.garbled += t.garbled + t.truncated;
         if self.final_seen.is_none() {
             self.final_seen = t.final_seen;
+            self.tokens = t.tokens;
+            self.result = t.result;
         }
     }
 }
@@ -275,9 +321,19 @@ struct Tally {
     garbled: u32,
     truncated: u32,
     final_seen: Option<(Outcome, Option<i64>)>,
+    extras: Extras,
+    tokens: Option<u64>,
+    result: Option<Vec<u8>>,
 }
 
 impl Tally {
+    fn with(extras: Extras) -> Self {
+        Tally {
+            extras,
+            ..Tally::default()
+        }
+    }
+
     fn message(&mut self, bytes: &[u8]) {
         // Empty data: an SSE priming event (resumability), not a message.
         if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -292,9 +348,23 @@ impl Tally {
                 self.final_seen.get_or_insert((Outcome::Error, err.code));
             }
             Ok(Message {
-                result: Some(_), ..
+                result: Some(result),
+                ..
             }) => {
-                self.final_seen.get_or_insert((Outcome::Ok, None));
+                if self.final_seen.is_none() {
+                    self.final_seen = Some((Outcome::Ok, None));
+                    if let Some((counting, what)) = self.extras.measure {
+                        self.tokens = match what {
+                            Measure::ToolResult => {
+                                counting.count_tool_result(bytes).map(|t| t.text)
+                            }
+                            Measure::ToolsList => counting.count_tools_list(bytes),
+                        };
+                    }
+                    if self.extras.keep_result {
+                        self.result = Some(result.get().as_bytes().to_vec());
+                    }
+                }
             }
             _ => self.garbled += 1,
         }
@@ -311,6 +381,46 @@ mod tests {
             o.feed(c);
         }
         o.finish(false)
+    }
+
+    #[test]
+    fn a_measured_result_reports_its_tokens_and_a_kept_result_its_json_on_json_and_sse() {
+        let counting = crate::tokens::TokenCounting::default();
+        let body = br#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"hello there, world"}]}}"#;
+        let mut o = ResponseObserver::new(200, Some("application/json"), None, 1 << 20)
+            .measure(counting, Measure::ToolResult)
+            .keep_result();
+        o.feed(body);
+        let s = o.finish(false);
+        let expected = counting.count_text(b"hello there, world");
+        assert_eq!(s.tokens, Some(expected));
+        assert!(s.result.unwrap().starts_with(br#"{"content""#));
+        let mut sse =
+            b"data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}\n\ndata: ".to_vec();
+        sse.extend_from_slice(body);
+        sse.extend_from_slice(b"\n\n");
+        let mut o = ResponseObserver::new(200, Some("text/event-stream"), None, 1 << 20)
+            .measure(counting, Measure::ToolResult);
+        for chunk in sse.chunks(7) {
+            o.feed(chunk);
+        }
+        let s = o.finish(false);
+        assert_eq!(
+            (s.tokens, s.result, s.notifications),
+            (Some(expected), None, 1)
+        );
+    }
+
+    #[test]
+    fn errors_have_no_token_figure() {
+        let mut o = ResponseObserver::new(200, Some("application/json"), None, 1 << 20)
+            .measure(crate::tokens::TokenCounting::default(), Measure::ToolResult);
+        o.feed(br#"{"jsonrpc":"2.0","id":1,"error":{"code":-32602,"message":"Unknown tool"}}"#);
+        let s = o.finish(false);
+        assert_eq!(
+            (s.outcome, s.error_code, s.tokens),
+            (Outcome::Error, Some(-32602), None)
+        );
     }
 
     #[test]
