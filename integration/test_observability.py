@@ -179,6 +179,11 @@ def test_token_figures_count_arguments_results_and_the_catalogue(gw: harness.Env
     assert 2 * 130 < tokens_out < 2 * 240, tokens_out
     harness.wait_until(lambda: grown(run, gw, "mcp_tools_list_tokens_count") >= 1, timeout=15, what="the tools/list token histogram")
     assert grown(run, gw, "mcp_tools_list_tokens_sum") > 500  # server-everything alone lists ~20 tools
+    # Each server's share of the merged catalogue: server-everything's is much larger.
+    prom = prometheus(gw)
+    everything = series(prom, "mcp_catalogue_tokens", server="everything")
+    py = series(prom, "mcp_catalogue_tokens", server="py")
+    assert everything > 500 and 20 < py < everything, (everything, py)
 
 
 def test_sessions_opened_and_closed_are_counted(gw: harness.Envoy, run: Run) -> None:

@@ -185,3 +185,28 @@ def test_prometheus_output_has_labelled_mcp_series(gw: harness.Envoy, http: http
     assert text.count("# TYPE mcp_rejected_total counter") == 1
     assert not re.search(r"^mcp_\w*(method|outcome|reason)_", text, re.M)
     assert "wasmcustom" not in text
+
+
+def test_passthrough_tool_calls_are_labelled_with_the_routed_cluster(gw: harness.Envoy) -> None:
+    # Without federation the server label is the Envoy cluster the route picked.
+    def calls(text: str, tool: str, outcome: str) -> int:
+        m = re.search(rf'^mcp_tool_calls_total\{{outcome="{outcome}",server="everything",tool="{tool}"\}} (\d+)$', text, re.M)
+        return int(m.group(1)) if m else 0
+
+    before = gw.prometheus()
+    with httpx.Client(timeout=10) as client:
+        session = RawSession(client, gw.base_url + "/mcp")
+        session.initialize()
+        session.request("tools/list")
+        session.request("tools/call", {"name": "echo", "arguments": {"message": "label me"}})
+        session.request("tools/call", {"name": "no-such-tool-" + uuid.uuid4().hex, "arguments": {}})
+        session.delete()
+    after = gw.prometheus()
+    assert calls(after, "echo", "ok") - calls(before, "echo", "ok") == 1, after[:4000]
+    # server-everything answers an unknown tool with an `isError` result: a tool error, counted
+    # under `_unknown` (only listed tools become labels), never as a new label.
+    unknown = calls(after, "_unknown", "tool_error") - calls(before, "_unknown", "tool_error")
+    assert unknown == 1
+    assert "no-such-tool" not in after
+    # The catalogue's token cost, by cluster.
+    assert re.search(r'^mcp_catalogue_tokens\{server="everything"\} [1-9]\d{2,}$', after, re.M)

@@ -372,6 +372,7 @@ impl GatewayHttp {
                     merged.ambiguous
                 );
             }
+            self.note_catalogue(fed, *kind, merged);
             // Only a complete view is shared: a list missing a failed server would hide its
             // tools from everyone for the whole TTL after it recovers.
             if done.cacheable {

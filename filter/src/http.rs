@@ -343,6 +343,7 @@ impl GatewayHttp {
             summary.server_requests,
             summary.garbled,
         );
+        self.trace.listed = summary.tools;
         self.record(outcome, summary.error_code, summary.tokens, summary.result);
     }
 
@@ -357,10 +358,7 @@ impl GatewayHttp {
             Some("tools/list") => Measure::ToolsList,
             _ => return observer,
         };
-        let observer = match tel.tokens {
-            Some(counting) => observer.measure(counting, measure),
-            None => observer,
-        };
+        let observer = observer.measure(tel.tokens, measure);
         if measure == Measure::ToolResult && tel.audit.as_ref().is_some_and(|a| a.results) {
             observer.keep_result()
         } else {

@@ -34,6 +34,8 @@ pub struct ToolCall<'a> {
     pub upstream_us: Option<u64>,
     pub tokens_in: Option<u64>,
     pub tokens_out: Option<u64>,
+    /// Routed by the merged list (federation): the server listed this tool.
+    pub routed: bool,
 }
 
 impl Default for Stats {
@@ -183,10 +185,11 @@ impl Stats {
     /// it was counted under (bounded: see `ToolLabels`).
     pub fn tool_call(&mut self, call: &ToolCall<'_>) -> String {
         let server = mcp_gateway_core::telemetry::label_value(call.server).into_owned();
-        let tool = self
-            .labels
-            .label(&server, call.tool, call.outcome == Outcome::Ok)
-            .into_owned();
+        if call.routed {
+            // A federated call is routed only to a name in the merged list.
+            self.labels.admit(&server, call.tool);
+        }
+        let tool = self.labels.label(&server, call.tool).into_owned();
         let id = self.dynamic(
             MetricType::Counter,
             metrics::tool_calls_total(&server, &tool, call.outcome),
@@ -211,6 +214,16 @@ impl Stats {
             }
         }
         tool
+    }
+
+    /// Tools a server listed (a tools/list answer passed through): they may become labels.
+    pub fn admit_tools(&mut self, server: &str, tools: &[String]) {
+        let server = mcp_gateway_core::telemetry::label_value(server);
+        for t in tools {
+            if !self.labels.admit(&server, t) {
+                break;
+            }
+        }
     }
 
     /// Time spent in the gateway's own callbacks for one request.

@@ -37,6 +37,8 @@ pub struct Trace {
     pub arguments: Option<String>,
     /// The response carried a new session id (initialize).
     pub session_opened: bool,
+    /// Tool names of a tools/list answer that passed through.
+    pub listed: Vec<String>,
 }
 
 /// Nanoseconds since the epoch from the host clock (0 if unavailable).
@@ -69,6 +71,27 @@ impl GatewayHttp {
                     }
                 }
             }
+        }
+    }
+
+    /// Sets each server's catalogue-tokens gauge from a freshly merged tools/list.
+    pub(crate) fn note_catalogue(
+        &self,
+        fed: &mcp_gateway_core::federation::Federation,
+        kind: mcp_gateway_core::federation::aggregate::ListKind,
+        merged: &mcp_gateway_core::federation::aggregate::MergedList,
+    ) {
+        let Some(counting) = self.config.telemetry.tokens else {
+            return;
+        };
+        if kind != mcp_gateway_core::federation::aggregate::ListKind::Tools {
+            return;
+        }
+        let per =
+            mcp_gateway_core::telemetry::catalogue_tokens(merged, fed.servers.len(), counting);
+        let mut stats = self.stats.borrow_mut();
+        for (server, tokens) in fed.servers.iter().zip(per) {
+            stats.catalogue_tokens(&server.name, tokens);
         }
     }
 
@@ -150,9 +173,13 @@ impl GatewayHttp {
                             .filter(|_| server != NO_SERVER),
                         tokens_in: self.trace.tokens_in,
                         tokens_out,
+                        routed: self.route_server.is_some(),
                     });
                 }
                 "tools/list" => {
+                    if config.federation.is_none() && server != NO_SERVER {
+                        stats.admit_tools(&server, &self.trace.listed);
+                    }
                     if let Some(t) = tokens_out {
                         stats.tools_list_tokens(t);
                         if config.federation.is_none() && server != NO_SERVER {

@@ -33,10 +33,12 @@ pub enum Outcome {
     Denied,
     /// Refused by a rate limit or token budget.
     RateLimited,
+    /// A tools/call result with `isError: true`: the tool ran and failed.
+    ToolError,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 10] = [
+    pub const ALL: [Outcome; 11] = [
         Outcome::Ok,
         Outcome::Error,
         Outcome::Accepted,
@@ -47,6 +49,7 @@ impl Outcome {
         Outcome::Unknown,
         Outcome::Denied,
         Outcome::RateLimited,
+        Outcome::ToolError,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -61,6 +64,7 @@ impl Outcome {
             Outcome::Unknown => "unknown",
             Outcome::Denied => "denied",
             Outcome::RateLimited => "rate_limited",
+            Outcome::ToolError => "tool_error",
         }
     }
 
@@ -85,6 +89,8 @@ pub struct Summary {
     pub tokens: Option<u64>,
     /// The final result's JSON, when asked to [`ResponseObserver::keep_result`] (audit).
     pub result: Option<Vec<u8>>,
+    /// Tool names of a measured tools/list result (for bounded tool labels).
+    pub tools: Vec<String>,
 }
 
 /// What to count in the final result.
@@ -99,7 +105,7 @@ pub enum Measure {
 /// Optional work on the final result, decided per request.
 #[derive(Debug, Clone, Copy, Default)]
 struct Extras {
-    measure: Option<(crate::tokens::TokenCounting, Measure)>,
+    measure: Option<(Option<crate::tokens::TokenCounting>, Measure)>,
     keep_result: bool,
 }
 
@@ -127,6 +133,7 @@ pub struct ResponseObserver {
     extras: Extras,
     tokens: Option<u64>,
     result: Option<Vec<u8>>,
+    tools: Vec<String>,
 }
 
 /// The body kinds the Streamable HTTP transport uses.
@@ -202,11 +209,17 @@ impl ResponseObserver {
             extras: Extras::default(),
             tokens: None,
             result: None,
+            tools: Vec::new(),
         }
     }
 
-    /// Counts the model tokens of the final result (telemetry).
-    pub fn measure(mut self, counting: crate::tokens::TokenCounting, what: Measure) -> Self {
+    /// Reads the final result for telemetry: `isError` and tokens of a tool result, tool names
+    /// and tokens of a tools/list (tokens only with `counting`).
+    pub fn measure(
+        mut self,
+        counting: Option<crate::tokens::TokenCounting>,
+        what: Measure,
+    ) -> Self {
         self.extras.measure = Some((counting, what));
         self
     }
@@ -299,6 +312,7 @@ impl ResponseObserver {
             garbled: self.garbled,
             tokens: self.tokens,
             result: self.result,
+            tools: self.tools,
         }
     }
 
@@ -310,6 +324,7 @@ impl ResponseObserver {
             self.final_seen = t.final_seen;
             self.tokens = t.tokens;
             self.result = t.result;
+            self.tools = t.tools;
         }
     }
 }
@@ -324,6 +339,25 @@ struct Tally {
     extras: Extras,
     tokens: Option<u64>,
     result: Option<Vec<u8>>,
+    tools: Vec<String>,
+}
+
+/// The parts of a result that telemetry reads besides tokens.
+#[derive(Deserialize)]
+struct ResultFlags {
+    #[serde(default, rename = "isError")]
+    is_error: bool,
+}
+
+#[derive(Deserialize)]
+struct ListedTools {
+    #[serde(default)]
+    tools: Vec<ListedTool>,
+}
+
+#[derive(Deserialize)]
+struct ListedTool {
+    name: String,
 }
 
 impl Tally {
@@ -356,9 +390,19 @@ impl Tally {
                     if let Some((counting, what)) = self.extras.measure {
                         self.tokens = match what {
                             Measure::ToolResult => {
-                                counting.count_tool_result(bytes).map(|t| t.text)
+                                let flags = serde_json::from_str::<ResultFlags>(result.get());
+                                if flags.is_ok_and(|f| f.is_error) {
+                                    self.final_seen = Some((Outcome::ToolError, None));
+                                }
+                                counting.and_then(|c| c.count_tool_result(bytes).map(|t| t.text))
                             }
-                            Measure::ToolsList => counting.count_tools_list(bytes),
+                            Measure::ToolsList => {
+                                if let Ok(list) = serde_json::from_str::<ListedTools>(result.get())
+                                {
+                                    self.tools = list.tools.into_iter().map(|t| t.name).collect();
+                                }
+                                counting.and_then(|c| c.count_tools_list(bytes))
+                            }
                         };
                     }
                     if self.extras.keep_result {
@@ -388,7 +432,7 @@ mod tests {
         let counting = crate::tokens::TokenCounting::default();
         let body = br#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"hello there, world"}]}}"#;
         let mut o = ResponseObserver::new(200, Some("application/json"), None, 1 << 20)
-            .measure(counting, Measure::ToolResult)
+            .measure(Some(counting), Measure::ToolResult)
             .keep_result();
         o.feed(body);
         let s = o.finish(false);
@@ -400,7 +444,7 @@ mod tests {
         sse.extend_from_slice(body);
         sse.extend_from_slice(b"\n\n");
         let mut o = ResponseObserver::new(200, Some("text/event-stream"), None, 1 << 20)
-            .measure(counting, Measure::ToolResult);
+            .measure(Some(counting), Measure::ToolResult);
         for chunk in sse.chunks(7) {
             o.feed(chunk);
         }
@@ -413,8 +457,10 @@ mod tests {
 
     #[test]
     fn errors_have_no_token_figure() {
-        let mut o = ResponseObserver::new(200, Some("application/json"), None, 1 << 20)
-            .measure(crate::tokens::TokenCounting::default(), Measure::ToolResult);
+        let mut o = ResponseObserver::new(200, Some("application/json"), None, 1 << 20).measure(
+            Some(crate::tokens::TokenCounting::default()),
+            Measure::ToolResult,
+        );
         o.feed(br#"{"jsonrpc":"2.0","id":1,"error":{"code":-32602,"message":"Unknown tool"}}"#);
         let s = o.finish(false);
         assert_eq!(

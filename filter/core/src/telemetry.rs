@@ -216,8 +216,9 @@ pub fn label_value(raw: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// Keeps the tool label set bounded: a name becomes a label only once its server answered a call
-/// to it with a result (so a client inventing names mints nothing), and at most `max` pairs exist.
+/// Keeps the tool label set bounded: a name becomes a label only once its server listed it (a
+/// tools/list answer the gateway saw, or the merged list a federated call was routed by), so a
+/// client inventing names mints nothing, and at most `max` pairs exist per worker.
 #[derive(Debug)]
 pub struct ToolLabels {
     known: HashSet<(String, String)>,
@@ -232,20 +233,30 @@ impl ToolLabels {
         }
     }
 
-    /// The label for `tool` on `server`; `answered` says whether this call got a result.
-    pub fn label<'a>(&mut self, server: &str, tool: &'a str, answered: bool) -> Cow<'a, str> {
-        let key = (server.to_owned(), tool.to_owned());
-        if self.known.contains(&key) {
-            return label_value(tool);
-        }
-        if !answered {
-            return Cow::Borrowed(TOOL_UNKNOWN);
-        }
+    /// Records that `server` offers `tool`. False once the cap is reached.
+    pub fn admit(&mut self, server: &str, tool: &str) -> bool {
         if self.known.len() >= self.max {
-            return Cow::Borrowed(TOOL_OVERFLOW);
+            return self.contains(server, tool);
         }
-        self.known.insert(key);
-        label_value(tool)
+        self.known.insert((server.to_owned(), tool.to_owned()));
+        true
+    }
+
+    fn contains(&self, server: &str, tool: &str) -> bool {
+        // Two-String key: a lookup allocates, but only on this once-per-call path.
+        self.known.contains(&(server.to_owned(), tool.to_owned()))
+    }
+
+    /// The label for `tool` on `server`: the (sanitised) name if the server listed it, else
+    /// `_unknown`, or `_other` once the cap left it out.
+    pub fn label<'a>(&self, server: &str, tool: &'a str) -> Cow<'a, str> {
+        if self.contains(server, tool) {
+            label_value(tool)
+        } else if self.known.len() >= self.max {
+            Cow::Borrowed(TOOL_OVERFLOW)
+        } else {
+            Cow::Borrowed(TOOL_UNKNOWN)
+        }
     }
 }
 
@@ -323,6 +334,39 @@ fn redact_path(v: &mut serde_json::Value, path: &str) {
     }
 }
 
+/// Tokens of each server's share of a merged tools/list (names as clients see them): the
+/// context cost each server adds to every session's catalogue. Index = server position.
+pub fn catalogue_tokens(
+    merged: &crate::federation::aggregate::MergedList,
+    servers: usize,
+    counting: TokenCounting,
+) -> Vec<u64> {
+    let owner: std::collections::HashMap<&str, usize> = merged
+        .owners
+        .iter()
+        .map(|(name, i)| (name.as_str(), *i))
+        .collect();
+    let mut groups: Vec<Vec<&serde_json::Value>> = vec![Vec::new(); servers];
+    if let Some(tools) = merged.result.get("tools").and_then(|t| t.as_array()) {
+        for tool in tools {
+            let name = tool
+                .get("name")
+                .and_then(|n| n.as_str())
+                .unwrap_or_default();
+            if let Some(group) = owner.get(name).and_then(|i| groups.get_mut(*i)) {
+                group.push(tool);
+            }
+        }
+    }
+    groups
+        .into_iter()
+        .map(|tools| {
+            let message = serde_json::json!({"result": {"tools": tools}}).to_string();
+            counting.count_tools_list(message.as_bytes()).unwrap_or(0)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -378,15 +422,39 @@ mod tests {
     }
 
     #[test]
-    fn a_tool_becomes_a_label_only_after_a_result_and_the_set_is_capped() {
+    fn a_tool_becomes_a_label_only_once_its_server_listed_it_and_the_set_is_capped() {
         let mut l = ToolLabels::new(2);
-        assert_eq!(l.label("s", "made-up", false), TOOL_UNKNOWN);
-        assert_eq!(l.label("s", "echo", true), "echo");
-        // Once known, even an error keeps the tool's own label.
-        assert_eq!(l.label("s", "echo", false), "echo");
-        assert_eq!(l.label("t", "echo", true), "echo");
-        assert_eq!(l.label("s", "add", true), TOOL_OVERFLOW);
-        assert_eq!(l.label("s", "add", false), TOOL_UNKNOWN);
+        assert_eq!(l.label("s", "made-up"), TOOL_UNKNOWN);
+        assert!(l.admit("s", "echo"));
+        assert_eq!(l.label("s", "echo"), "echo");
+        // Per server: the same name elsewhere is not known.
+        assert_eq!(l.label("t", "echo"), TOOL_UNKNOWN);
+        assert!(l.admit("t", "echo.v2"));
+        assert_eq!(l.label("t", "echo.v2"), "echo_v2");
+        assert!(!l.admit("s", "add"));
+        assert!(l.admit("s", "echo"));
+        assert_eq!(l.label("s", "add"), TOOL_OVERFLOW);
+    }
+
+    #[test]
+    fn catalogue_tokens_split_a_merged_list_by_owning_server() {
+        let tool = |name: &str, words: usize| serde_json::json!({"name": name, "description": "word ".repeat(words), "inputSchema": {"type": "object"}});
+        let merged = crate::federation::aggregate::MergedList {
+            result: serde_json::json!({"tools": [tool("a__x", 10), tool("b__y", 200), tool("a__z", 10)]}),
+            owners: vec![("a__x".into(), 0), ("b__y".into(), 1), ("a__z".into(), 0)],
+            ambiguous: Vec::new(),
+            hidden: 0,
+        };
+        let counting = TokenCounting::default();
+        let per = catalogue_tokens(&merged, 3, counting);
+        assert_eq!(per.len(), 3);
+        assert!(per[1] > 150 && per[0] > 20 && per[0] < per[1], "{per:?}");
+        assert_eq!(
+            per[2],
+            counting
+                .count_tools_list(br#"{"result":{"tools":[]}}"#)
+                .unwrap()
+        );
     }
 
     #[test]
