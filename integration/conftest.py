@@ -57,6 +57,15 @@ def paged_server(proc_dir: Path) -> Iterator[Server]:
 
 
 @pytest.fixture(scope="session")
+def guard_server(proc_dir: Path) -> Iterator[Server]:
+    """servers/guard_server.py: PII-laden, cacheable, destructive, mutable and poisoned tools, with
+    `/calls` (what really reached it) and `/flip` (change a tool's description); SSE replies."""
+    import guardkit
+
+    yield from _serve(lambda: guardkit.start_guard_server(proc_dir))
+
+
+@pytest.fixture(scope="session")
 def echo_server(proc_dir: Path) -> Iterator[Server]:
     """A plain HTTP upstream that answers with what reached it."""
     yield from _serve(lambda: harness.start_echo_server(proc_dir))

@@ -74,24 +74,36 @@ impl GatewayHttp {
         }
     }
 
-    /// Sets each server's catalogue-tokens gauge from a freshly merged tools/list.
+    /// From a freshly merged tools/list: each server's tools may become labels (so a denied
+    /// call to a real tool is counted under its name), and each server's catalogue-tokens gauge.
     pub(crate) fn note_catalogue(
         &self,
         fed: &mcp_gateway_core::federation::Federation,
         kind: mcp_gateway_core::federation::aggregate::ListKind,
         merged: &mcp_gateway_core::federation::aggregate::MergedList,
     ) {
-        let Some(counting) = self.config.telemetry.tokens else {
-            return;
-        };
-        if kind != mcp_gateway_core::federation::aggregate::ListKind::Tools {
+        let tel = &self.config.telemetry;
+        if !tel.enabled || kind != mcp_gateway_core::federation::aggregate::ListKind::Tools {
             return;
         }
-        let per =
-            mcp_gateway_core::telemetry::catalogue_tokens(merged, fed.servers.len(), counting);
         let mut stats = self.stats.borrow_mut();
-        for (server, tokens) in fed.servers.iter().zip(per) {
-            stats.catalogue_tokens(&server.name, tokens);
+        for (name, _) in &merged.owners {
+            if let Some(server) = fed
+                .split(name)
+                .and_then(|(i, own)| fed.servers.get(i).map(|s| (s, own)))
+            {
+                stats.admit_tools(&server.0.name, &[server.1.to_owned()]);
+            }
+        }
+        if let Some(counting) = tel.tokens {
+            let per = mcp_gateway_core::telemetry::catalogue_tokens(
+                merged,
+                fed.servers.len(),
+                counting,
+            );
+            for (server, tokens) in fed.servers.iter().zip(per) {
+                stats.catalogue_tokens(&server.name, tokens);
+            }
         }
     }
 
