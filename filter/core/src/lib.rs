@@ -5,17 +5,24 @@
 
 #![forbid(unsafe_code)]
 
+pub mod approval;
 pub mod auth;
+pub mod canonical;
 pub mod config;
 pub mod credentials;
 pub mod federation;
 pub mod gate;
 pub mod jsonrpc;
+pub mod limits;
 pub mod metrics;
 pub mod origin;
+pub mod pinning;
 pub mod policy;
 pub mod protocol;
 pub mod response;
+pub mod result_cache;
+pub mod selector;
 pub mod sse;
+pub mod store;
 pub mod telemetry;
 pub mod tokens;
