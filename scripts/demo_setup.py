@@ -2,6 +2,7 @@
 """Renders the demo's Envoy bootstrap with fresh secrets, and mints the demo's tokens.
 
     .venv/bin/python scripts/demo_setup.py target/demo
+    python scripts/demo_setup.py /config --template deploy/compose/envoy.yaml   # docker compose's setup
 
 At every start of `make demo`:
   * a new federation session key (32 random bytes),
@@ -9,16 +10,16 @@ At every start of `make demo`:
     gateway's inline JWKS, its private half signs one token per demo role and is then forgotten
     (never written to disk, never committed),
   * target/demo/tokens/<role>.jwt for the roles of policies/demo.rego (admin, reader), valid 24 h,
-  * target/demo/envoy.yaml (mode 0600): envoy/demo.yaml with ${SESSION_KEY}, ${DEMO_JWKS} and
-    ${DEMO_POLICY} filled in.
+  * target/demo/envoy.yaml (mode 0600): envoy/demo.yaml (or `--template`, a path relative to the
+    repository root) with ${SESSION_KEY}, ${DEMO_JWKS} and ${DEMO_POLICY} filled in.
 """
 
 from __future__ import annotations
 
+import argparse
 import base64
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -32,7 +33,7 @@ RESOURCE = "http://127.0.0.1:10000/mcp"
 ROLES = {"admin": ["admin"], "reader": ["reader"]}
 
 
-def main(out: Path) -> None:
+def main(out: Path, template: Path = Path("envoy/demo.yaml")) -> None:
     out.mkdir(parents=True, exist_ok=True)
     key = ec.generate_private_key(ec.SECP256R1())
     public = json.loads(ECAlgorithm.to_jwk(key.public_key()))
@@ -52,7 +53,7 @@ def main(out: Path) -> None:
         "${DEMO_JWKS}": json.dumps({"keys": [public]}),
         "${DEMO_POLICY}": json.dumps((ROOT / "policies" / "demo.rego").read_text()),
     }
-    text = (ROOT / "envoy" / "demo.yaml").read_text()
+    text = (ROOT / template).read_text()
     for placeholder, value in values.items():
         text = text.replace(placeholder, value)
     target = out / "envoy.yaml"
@@ -62,4 +63,8 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "target/demo"))
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("out", type=Path, nargs="?", default=Path("target/demo"), help="where envoy.yaml and tokens/ go")
+    parser.add_argument("--template", type=Path, default=Path("envoy/demo.yaml"), help="the bootstrap template, relative to the repository root")
+    args = parser.parse_args()
+    main(args.out, args.template)
