@@ -178,7 +178,7 @@ def test_demo_federates_every_upstream_cluster_with_health_checks_and_safe_retri
 
 def test_every_bootstrap_has_the_same_stats_tag_rules() -> None:
     demo_tags = load(harness.REPO / "envoy/demo.yaml")["stats_config"]["stats_tags"]
-    assert {t["tag_name"] for t in demo_tags} == {"method", "outcome", "reason", "server", "tool", "direction", "event", "result", "decision"}
+    assert {t["tag_name"] for t in demo_tags} == {"method", "outcome", "reason", "server", "tool", "direction", "event", "result", "decision", "rule", "kind"}
     for path in [*SHIPPED, *harness.CONFIGS.glob("*.yaml")]:
         assert load(path)["stats_config"]["stats_tags"] == demo_tags, path.name
 

@@ -359,7 +359,16 @@ impl GatewayHttp {
         self.after_fanout(fed, finished, work.after)
     }
 
-    fn after_fanout(&mut self, fed: &Federation, done: Finished, after: After) -> Next {
+    fn after_fanout(&mut self, fed: &Federation, mut done: Finished, after: After) -> Next {
+        if let Some((mcp_gateway_core::federation::aggregate::ListKind::Tools, merged)) =
+            &mut done.merged
+        {
+            // Changed tools leave the list before it is cached or served (pinning, hide mode).
+            let hidden = self.pin_merged(fed, merged);
+            if let Some(body) = crate::guardrails::drop_tools(&done.body, &hidden) {
+                done.body = body;
+            }
+        }
         for (server, why) in &done.failures {
             log::warn!("upstream MCP server {server} failed: {why}");
             self.stats.borrow_mut().upstream_failure(fed, server);

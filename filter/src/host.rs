@@ -43,6 +43,20 @@ mod abi {
             value_data: *const u8,
             value_size: usize,
         ) -> u32;
+        pub fn proxy_get_shared_data(
+            key_data: *const u8,
+            key_size: usize,
+            return_value_data: *mut *mut u8,
+            return_value_size: *mut usize,
+            return_cas: *mut u32,
+        ) -> u32;
+        pub fn proxy_set_shared_data(
+            key_data: *const u8,
+            key_size: usize,
+            value_data: *const u8,
+            value_size: usize,
+            cas: u32,
+        ) -> u32;
         #[allow(clippy::too_many_arguments)]
         pub fn proxy_send_local_response(
             status_code: u32,
@@ -201,5 +215,72 @@ pub fn set_filter_state(name: &str, value: &str) {
         unsafe { abi::proxy_set_property(name.as_ptr(), name.len(), value.as_ptr(), value.len()) };
     if status != OK {
         log::debug!("could not set filter state {name}: host status {status}");
+    }
+}
+
+/// Host status words the shared-data calls distinguish.
+const NOT_FOUND: u32 = 1;
+const CAS_MISMATCH: u32 = 8;
+
+/// Envoy's shared data (process-wide per VM id) for the core's limits, cache and pinning, over
+/// the raw imports: the SDK wrappers panic on statuses the host can return.
+pub struct SharedData;
+
+impl mcp_gateway_core::store::SharedStore for SharedData {
+    fn get(
+        &self,
+        key: &str,
+    ) -> Result<Option<mcp_gateway_core::store::Versioned>, mcp_gateway_core::store::StoreError>
+    {
+        let mut data: *mut u8 = std::ptr::null_mut();
+        let mut size: usize = 0;
+        let mut cas: u32 = 0;
+        // SAFETY: host import; on Ok the host hands over a buffer it allocated with this module's
+        // allocator (`proxy_on_memory_allocate`), which the Vec then owns and frees.
+        let status = unsafe {
+            abi::proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas)
+        };
+        match status {
+            OK => {
+                let value = if data.is_null() {
+                    Vec::new()
+                } else {
+                    // SAFETY: see above; `size` bytes were allocated for this buffer.
+                    unsafe { Vec::from_raw_parts(data, size, size) }
+                };
+                Ok(Some(mcp_gateway_core::store::Versioned { value, cas }))
+            }
+            NOT_FOUND => Ok(None),
+            other => {
+                log::debug!("shared data get {key}: host status {other}");
+                Err(mcp_gateway_core::store::StoreError::Host)
+            }
+        }
+    }
+
+    fn set(
+        &self,
+        key: &str,
+        value: &[u8],
+        cas: Option<u32>,
+    ) -> Result<(), mcp_gateway_core::store::StoreError> {
+        // SAFETY: host import reading live slices for the duration of the call.
+        let status = unsafe {
+            abi::proxy_set_shared_data(
+                key.as_ptr(),
+                key.len(),
+                value.as_ptr(),
+                value.len(),
+                cas.unwrap_or(0),
+            )
+        };
+        match status {
+            OK => Ok(()),
+            CAS_MISMATCH => Err(mcp_gateway_core::store::StoreError::CasMismatch),
+            other => {
+                log::debug!("shared data set {key}: host status {other}");
+                Err(mcp_gateway_core::store::StoreError::Host)
+            }
+        }
     }
 }

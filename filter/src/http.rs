@@ -83,6 +83,8 @@ pub struct GatewayHttp {
     counted: bool,
     /// Figures for per-tool metrics and the audit record.
     pub(crate) trace: Trace,
+    /// Rate limits, budgets, cache (issue 6).
+    pub(crate) guard: crate::guardrails::Guard,
 }
 
 impl GatewayHttp {
@@ -116,6 +118,7 @@ impl GatewayHttp {
             rewrite_error: None,
             counted: false,
             trace: Trace::default(),
+            guard: crate::guardrails::Guard::default(),
         }
     }
 
@@ -149,6 +152,21 @@ impl GatewayHttp {
 
     /// Answers a valid request locally (federation: merged lists, initialize, ping, errors).
     pub(crate) fn local_answer(&mut self, status: u16, body: &str, session_id: Option<&str>) {
+        self.local_answer_with(status, body, session_id, &[]);
+    }
+
+    /// A cached tools/call result, answered without the upstream.
+    pub(crate) fn answer_from_cache(&mut self, body: &str) {
+        self.local_answer_with(200, body, None, &[("x-mcp-cache", "hit")]);
+    }
+
+    fn local_answer_with(
+        &mut self,
+        status: u16,
+        body: &str,
+        session_id: Option<&str>,
+        extra: &[(&str, &str)],
+    ) {
         self.phase = Phase::Replied;
         let summary = if status == 202 || body.is_empty() {
             None
@@ -181,6 +199,7 @@ impl GatewayHttp {
         if let Some(id) = session_id {
             headers.push(("mcp-session-id", id));
         }
+        headers.extend_from_slice(extra);
         host::send_reply(status, &headers, body.as_bytes());
     }
 
@@ -350,16 +369,26 @@ impl GatewayHttp {
     /// Asks an observer for what telemetry needs from the final result of this request.
     fn observing(&self, observer: ResponseObserver) -> ResponseObserver {
         let tel = &self.config.telemetry;
-        if !tel.enabled {
-            return observer;
-        }
         let measure = match self.info_method_name() {
             Some("tools/call") => Measure::ToolResult,
             Some("tools/list") => Measure::ToolsList,
             _ => return observer,
         };
-        let observer = observer.measure(tel.tokens, measure);
-        if measure == Measure::ToolResult && tel.audit.as_ref().is_some_and(|a| a.results) {
+        let keep = match measure {
+            Measure::ToolResult => {
+                self.guard.cache_key.is_some()
+                    || (tel.enabled && tel.audit.as_ref().is_some_and(|a| a.results))
+            }
+            // Passthrough lists are fingerprinted for pinning (federation pins merged lists).
+            Measure::ToolsList => self.config.pinning.is_some() && self.config.federation.is_none(),
+        };
+        let counting = if tel.enabled { tel.tokens } else { None };
+        let observer = if tel.enabled || self.config.limits.is_some() {
+            observer.measure(counting, measure)
+        } else {
+            observer
+        };
+        if keep {
             observer.keep_result()
         } else {
             observer
@@ -434,6 +463,9 @@ impl GatewayHttp {
                 self.phase = Phase::Forwarded;
                 if self.head.method == "OPTIONS" {
                     return self.preflight();
+                }
+                if !self.guard_http() {
+                    return Action::Pause;
                 }
                 self.present_upstream_credential();
                 let config = self.config.clone();
@@ -523,6 +555,9 @@ impl GatewayHttp {
                 if accepted.info.method.as_deref() == Some("tools/call") {
                     self.note_arguments(&body);
                 }
+                if !self.guard_request(&accepted.info, &body) {
+                    return Action::Pause;
+                }
                 if let Some(fed) = config.federation.as_ref() {
                     self.info = Some(accepted.info);
                     return match self.federate(fed, &body) {
@@ -590,6 +625,9 @@ impl GatewayHttp {
             self.list_kind = Some(kind);
         }
         self.read_cluster();
+        if self.guard.cache_key.is_some() && (200..300).contains(&status) {
+            host::set_response_header("x-mcp-cache", Some("miss"));
+        }
         if self.label == MethodLabel::of_method("initialize")
             && host::response_header("mcp-session-id").is_some()
         {
@@ -659,6 +697,7 @@ impl GatewayHttp {
                 return Action::Pause;
             }
             let body = host::response_body(body_size).unwrap_or_default();
+            self.guard.response_bytes += body.len() as u64;
             let body = match mcp_gateway_core::federation::rewrite::inject_result_type(&body) {
                 Some(new) => {
                     host::replace_response_body(body_size, &new);
@@ -678,6 +717,7 @@ impl GatewayHttp {
             } else {
                 Vec::new()
             };
+            self.guard.response_bytes += chunk.len() as u64;
             let observer = &mut self.observer;
             let emit = rewriter.feed(&chunk, |m| {
                 if let Some(o) = observer.as_mut() {
@@ -713,6 +753,7 @@ impl GatewayHttp {
             .observer
             .as_ref()
             .is_some_and(ResponseObserver::wants_body);
+        self.guard.response_bytes += body_size as u64;
         if wants && body_size > 0 {
             if let Some(chunk) = host::response_body(body_size) {
                 if let Some(observer) = self.observer.as_mut() {

@@ -8,6 +8,7 @@ mod authn;
 mod authz;
 mod cache;
 mod federate;
+mod guardrails;
 mod host;
 mod http;
 mod root;

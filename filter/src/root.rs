@@ -74,6 +74,7 @@ impl RootContext for GatewayRoot {
                 self.stats
                     .borrow_mut()
                     .set_max_tool_labels(config.telemetry.max_tool_labels);
+                ensure_shared_keys(&config);
                 self.config = Some(Rc::new(config));
                 true
             }
@@ -117,4 +118,28 @@ fn fingerprint(bytes: &[u8]) -> String {
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     format!("{h:016x}")
+}
+
+/// Creates the shared-data keys that limits and pinning update under CAS: the host writes a
+/// missing key unconditionally, so two workers creating one at once could lose a count.
+fn ensure_shared_keys(config: &Config) {
+    use mcp_gateway_core::store::ensure_keys;
+    if let Some(limits) = &config.limits {
+        if let Err(e) = ensure_keys(&host::SharedData, limits.shared_keys()) {
+            log::warn!("could not prepare rate-limit keys: {e}");
+        }
+    }
+    if let Some(pinning) = &config.pinning {
+        let keys: Vec<String> = match &config.federation {
+            Some(fed) => fed
+                .servers
+                .iter()
+                .map(|s| pinning.shared_key(Some(&s.name)))
+                .collect(),
+            None => vec![pinning.shared_key(None)],
+        };
+        if let Err(e) = ensure_keys(&host::SharedData, keys) {
+            log::warn!("could not prepare tool registry keys: {e}");
+        }
+    }
 }

@@ -244,6 +244,38 @@ impl Stats {
         }
     }
 
+    fn count(&mut self, name: String) {
+        let id = self.dynamic(MetricType::Counter, name);
+        add(id, 1);
+    }
+
+    /// `mcp.rate_limited_total.rule=<r>.kind=<rate|budget>` (rule names come from config;
+    /// `_unchecked` counts admissions without a check because shared data failed).
+    pub fn limited(&mut self, rule: &str, kind: &str) {
+        self.count(format!("mcp.rate_limited_total.rule={rule}.kind={kind}"));
+    }
+
+    /// `mcp.cache_total.result=<hit|miss|not_stored>`.
+    pub fn cache(&mut self, result: &str) {
+        self.count(format!("mcp.cache_total.result={result}"));
+    }
+
+    /// `mcp.pinning_total.server=<s>.event=<changed|refused|untracked|unavailable>`.
+    pub fn pinning(&mut self, server: &str, event: &str) {
+        let server = mcp_gateway_core::telemetry::label_value(server);
+        self.count(format!("mcp.pinning_total.server={server}.event={event}"));
+    }
+
+    /// A call refused because its tool's definition changed (pinning, hide mode).
+    pub fn pin_refused(&mut self, server: &str) {
+        self.pinning(server, "refused");
+    }
+
+    /// `mcp.approvals_required_total.reason=<r>`.
+    pub fn approval_required(&mut self, reason: &str) {
+        self.count(format!("mcp.approvals_required_total.reason={reason}"));
+    }
+
     /// A session opened (initialize answered with a session) or closed (DELETE succeeded).
     pub fn session(&mut self, opened: bool) {
         let id = self.dynamic(MetricType::Counter, metrics::sessions_total(opened));

@@ -96,11 +96,8 @@ impl GatewayHttp {
             }
         }
         if let Some(counting) = tel.tokens {
-            let per = mcp_gateway_core::telemetry::catalogue_tokens(
-                merged,
-                fed.servers.len(),
-                counting,
-            );
+            let per =
+                mcp_gateway_core::telemetry::catalogue_tokens(merged, fed.servers.len(), counting);
             for (server, tokens) in fed.servers.iter().zip(per) {
                 stats.catalogue_tokens(&server.name, tokens);
             }
@@ -154,6 +151,11 @@ impl GatewayHttp {
     ) {
         self.stats.borrow_mut().request(self.label, outcome);
         host::set_filter_state(crate::http::FS_OUTCOME, outcome.as_str());
+        if self.label == mcp_gateway_core::metrics::MethodLabel::of_method("tools/call") {
+            self.guard_response(outcome, tokens_out, result.as_deref());
+        } else if self.label == mcp_gateway_core::metrics::MethodLabel::of_method("tools/list") {
+            self.pin_passthrough_list(result.as_deref());
+        }
         let config = self.config.clone();
         let tel = &config.telemetry;
         if !tel.enabled {

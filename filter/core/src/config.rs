@@ -68,6 +68,14 @@ pub struct RawConfig {
     pub identity_headers: Option<RawIdentityHeaders>,
     /// Per-tool metrics, token counts and the audit record (docs/telemetry.md). Default: on.
     pub telemetry: Option<crate::telemetry::RawTelemetry>,
+    /// Token-bucket rate limits and token budgets (docs/guardrails-limits.md).
+    pub limits: Option<crate::limits::RawLimits>,
+    /// Cache of tools/call results for cacheable tools.
+    pub result_cache: Option<crate::result_cache::RawResultCache>,
+    /// Tool pinning (rug-pull defence). Absent: fingerprints are recorded, nothing is flagged.
+    pub pinning: Option<crate::pinning::RawPinning>,
+    /// Explicit approval for destructive tools.
+    pub approval: Option<crate::approval::RawApproval>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -125,6 +133,11 @@ pub struct Config {
     pub policy: Option<std::rc::Rc<crate::policy::Policy>>,
     pub identity_headers: Option<IdentityHeaders>,
     pub telemetry: crate::telemetry::Telemetry,
+    pub limits: Option<crate::limits::Limits>,
+    pub result_cache: Option<crate::result_cache::ResultCache>,
+    /// `None` without a `pinning` section (nothing is fingerprinted then).
+    pub pinning: Option<crate::pinning::Pinning>,
+    pub approval: Option<crate::approval::Approval>,
 }
 
 /// A configuration error; the message starts with the path of the offending field.
@@ -279,7 +292,38 @@ impl Config {
                 None => None,
             },
             telemetry: crate::telemetry::Telemetry::compile(raw.telemetry)?,
-        })
+            limits: match raw.limits {
+                Some(l) => Some(crate::limits::Limits::compile(l, "limits")?),
+                None => None,
+            },
+            result_cache: match raw.result_cache {
+                Some(c) => Some(crate::result_cache::ResultCache::compile(c, "resultCache")?),
+                None => None,
+            },
+            pinning: match raw.pinning {
+                Some(p) => Some(crate::pinning::Pinning::compile(p, "pinning")?),
+                None => None,
+            },
+            approval: match raw.approval {
+                Some(a) => Some(crate::approval::Approval::compile(a, "approval")?),
+                None => None,
+            },
+        }
+        .with_tool_registry())
+    }
+
+    /// The tool registry (fingerprints and hints from tools/list) is kept whenever something
+    /// reads it: pinning itself, approval by `destructiveHint`, caching by `readOnlyHint`.
+    fn with_tool_registry(mut self) -> Config {
+        let needs_hints = self.approval.as_ref().is_some_and(|a| a.uses_hints())
+            || self
+                .result_cache
+                .as_ref()
+                .is_some_and(|c| c.uses_read_only_hint());
+        if self.pinning.is_none() && needs_hints {
+            self.pinning = Some(crate::pinning::Pinning::default());
+        }
+        self
     }
 
     /// Whether `path` (with any query string) is one of the MCP endpoints.
@@ -309,6 +353,10 @@ impl Default for Config {
             policy: None,
             identity_headers: None,
             telemetry: crate::telemetry::Telemetry::default(),
+            limits: None,
+            result_cache: None,
+            pinning: None,
+            approval: None,
         })
     }
 }
