@@ -851,7 +851,7 @@ def validated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, 
     """`envoy --mode validate` of every bad configuration, run side by side."""
     tmp = tmp_path_factory.mktemp("federation-validate")
     values: dict[str, Any] = {k: harness.free_port() for k in ("LISTEN_PORT", "ADMIN_PORT")}
-    values |= {f"{c.upper()}_PORT": harness.free_port() for c in (*CLUSTERS, "dead")}
+    values |= {f"{c.upper()}_PORT": harness.free_port() for c in (*CLUSTERS, "dead", "guard")}
     values |= {"ACCESS_LOG": tmp / "access.log", "WASM_PATH": harness.WASM}
     paths = {}
     for name, (config, _) in BAD_CONFIGS.items():
