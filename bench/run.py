@@ -2,50 +2,69 @@
 """Side-by-side benchmark of the MCP gateway filter (`make bench`).
 
 Measures, in one run and on one machine, the same MCP POSTs through:
-  A    plain Envoy (router only): the floor;
-  B    Envoy's native `envoy.filters.http.mcp` + `envoy.filters.http.mcp_router` filters;
-  C-*  Envoy + our proxy-wasm filter, one entry per feature level (today: parse + route).
+  A      plain Envoy (router only): the floor;
+  B      Envoy's native `envoy.filters.http.mcp` + `envoy.filters.http.mcp_router` (one backend);
+  B-fed  the same native filters aggregating 3 backends;
+  C-*    Envoy + our proxy-wasm filter, one entry per feature level of `LEVELS` (parse + route,
+         + JWT cached / fresh, + Rego, + telemetry and audit, + guardrails, everything on, and
+         federation of 3 servers).
+
+Workloads (`WORKLOADS`): a small tools/call; a tools/call whose result is a 64 KB SSE stream; a
+tools/list (aggregated over 3 servers from a warm cache in the federated variants, one proxied
+call elsewhere); an initialize (session creation; a fan-out to 3 servers when federated); and a
+small tools/call to a real MCP server (npm server-everything), A against C only.
 
 Set-up, and why:
   * The proxy Envoy runs on core 0 only (`taskset -c 0`, `--concurrency 1`); the load generator
-    (wrk, one thread) and the upstream share core 1. The proxy is then the bottleneck, and its CPU
+    (wrk, one thread) and the upstreams share core 1. The proxy is then the bottleneck, and its CPU
     time per request (from /proc/<pid>/stat) is the most stable figure on a noisy shared machine.
-  * The upstream is bench/upstream, a std-only Rust HTTP/1.1 keep-alive server that writes a
+  * The fast upstream is bench/upstream, a std-only Rust HTTP/1.1 keep-alive server that writes a
     pre-serialised reply chosen by a substring of the request body (the JSON-RPC method or tool
-    name). An Envoy `direct_response` upstream was tried first: it costs about as much CPU per
-    request as the proxy, so the shared load core saturated first (proxy ≈ 60 % busy) and capped
-    every variant alike. Choosing by body, not by a header, is forced by the native mcp_router,
-    which builds its own upstream requests without the client's headers.
+    name); a chunked reply (the SSE stream) goes out one chunk per write, as a streaming server
+    sends it. An Envoy `direct_response` upstream was tried first: it costs about as much CPU per
+    request as the proxy, so the shared load core saturated first and capped every variant
+    alike. Choosing by body, not by a header, is forced by the native mcp_router, which builds
+    its own upstream requests without the client's headers. The 3 federated servers are 3
+    clusters pointing at the same bench/upstream process.
   * wrk is closed-loop: N connections, each sends its next request when the previous answer is in.
     A Lua script sets the POST body and the MCP headers and prints the result as one JSON line.
   * Each point is a warm-up (discarded) then a measurement. All proxies stay up for the whole run
     and the variants of one point (workload, connection count) are measured back to back, in an
     order that rotates from point to point, so drift in other people's load hits them alike.
     Rounds repeat every point; the tables show medians over rounds.
-  * Before loading a variant, one request per workload is checked by hand (status 200,
-    `application/json`, a JSON-RPC result), so a misconfigured variant cannot post fast errors.
+  * Before loading a variant, one request per workload is checked by hand (status 200, the
+    expected content type, a JSON-RPC result), so a misconfigured variant cannot post fast errors.
+  * Every C level's Envoy config is checked with `envoy --mode validate` first (which runs the
+    filter's on_configure). A level whose config the filter rejects (a feature key it does not
+    have yet) is reported as "skipped: <the filter's error>" and the run goes on; an optional
+    fragment (telemetry off) is dropped instead, with a note.
 
-Everything listens on 127.0.0.1 only. The run is bounded: rounds x variants x workloads x
+Everything listens on 127.0.0.1 only. The run is bounded: rounds x (variant, workload) pairs x
 connection counts points of (warm-up + measure) seconds each, plus Envoy start-ups and at most
---quiet-budget seconds of waiting for other people's builds to pause (≈ 6 min by default).
+--quiet-budget seconds of waiting for other people's builds to pause (≈ 8 min by default).
 
 Outputs: target/bench/results.{json,md,png}, Envoy configs and logs under target/bench/, and a copy
-of the three in docs/bench/ (unless --no-docs). `--render` redoes the Markdown and the PNG from
-results.json without measuring.
+of the three in docs/bench/ (unless --no-docs or --quick). `--render` redoes the Markdown and the
+PNG from results.json without measuring.
 
-Adding a feature level: append a `Variant` to `variants()` (its plugin config, extra headers).
-Adding a workload: append a `Workload` to `WORKLOADS` (request body, canned upstream reply).
+Adding a feature level: one entry in `LEVELS` (its config fragments, by name from `fragments()`).
+Adding a workload: one entry in `WORKLOADS` (request, canned upstream reply, variants it runs on).
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import concurrent.futures
+import copy
 import dataclasses
 import datetime as dt
 import hashlib
 import json
 import os
 import platform
+import random
+import re
 import resource
 import shutil
 import signal
@@ -63,12 +82,19 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "target" / "bench"
 DOCS_OUT = ROOT / "docs" / "bench"
 VENV = ROOT / ".venv"
-WASM = ROOT / "target" / "wasm32-wasip1" / "release" / "mcp_gateway.wasm"
+# The filter as `make build` leaves it (cargo honours CARGO_TARGET_DIR, so do we).
+CARGO_TARGET = Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target")
+WASM = CARGO_TARGET / "wasm32-wasip1" / "release" / "mcp_gateway.wasm"
 # The module the proxies load: a copy taken at start, so a rebuild during the run (other people
 # work in this checkout) cannot change variant C between rounds.
 WASM_SNAPSHOT = OUT / "mcp_gateway.wasm"
 BENCH_REQUIREMENTS = ROOT / "bench" / "requirements.txt"
 PROJECT_REQUIREMENTS = ROOT / "integration" / "requirements.txt"
+EVERYTHING_JS = (
+    ROOT / "integration" / "node_modules" / "@modelcontextprotocol" / "server-everything"
+    / "dist" / "index.js"
+)
+LOOPBACK_PRELOAD = ROOT / "scripts" / "loopback-only.cjs"
 
 PROTOCOL_VERSION = "2025-11-25"
 PROXY_CORE = "0"
@@ -89,46 +115,74 @@ UPSTREAM_DIR = ROOT / "bench" / "upstream"
 UPSTREAM_BUILD = OUT / "upstream-build"
 UPSTREAM_BIN = UPSTREAM_BUILD / "release" / "bench-upstream"
 
+# The federated variants' servers: Envoy clusters that all reach the one bench/upstream.
+FED_SERVERS = ("s1", "s2", "s3")
+# Path of the real MCP server (server-everything) behind every proxy; Envoy rewrites it to /mcp.
+REAL_PATH = "/real/mcp"
+
+
+def compact(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
 
 # --------------------------------------------------------------------------------------------
-# Workloads and variants
+# Workloads
 # --------------------------------------------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
 class Workload:
-    """One kind of MCP request and the upstream's canned answer to it."""
+    """One kind of MCP request, the upstream's canned answer to it, and where it is measured."""
 
     name: str
     description: str
-    # JSON-RPC request body, sent as is.
-    request: str
-    # A substring of the request body that makes the upstream send this workload's reply
-    # (the native mcp_router forwards the body but none of the client's headers).
-    reply_match: str
-    # Upstream reply body, content type and extra headers.
-    reply: str
+    # JSON-RPC request. A federated variant prefixes a tools/call's `params.name` with the
+    # first server's name (`s1__get_weather`); the gateway strips it before the upstream.
+    request: dict[str, Any]
+    # Keys of the variants measured on this workload, in table order (absent or skipped ones are
+    # left out). A workload lists only the variants it tells something about, to keep the run
+    # inside its time bound: levels that act on the request alone (JWT, Rego) are measured on the
+    # small tools/call, not again on the 64 KB stream.
+    variants: tuple[str, ...]
+    # A substring of the request body (as the upstream gets it) that selects this reply; None for
+    # the real-server workload, which bench/upstream does not answer.
+    reply_match: str | None
+    # Upstream reply: body, content type and extra headers; `chunk`: send the body chunked in
+    # pieces of this many bytes, one write each (a streaming server), instead of content-length.
+    reply: bytes = b""
     reply_content_type: str = "application/json"
     reply_headers: tuple[tuple[str, str], ...] = ()
+    chunk: int | None = None
     # `initialize` opens a session: a client sends neither a session id nor a protocol version
     # header with it.
     opens_session: bool = False
+    # Request path at the proxy: /mcp (bench/upstream) or REAL_PATH (server-everything).
+    path: str = "/mcp"
+    # Yardsticks for the "vs A" and "vs B" columns (None: no B for this workload).
+    baseline_a: str = "A"
+    baseline_b: str | None = "B"
+    # What a variant cannot do on this workload, shown under its table (key -> explanation).
+    notes: tuple[tuple[str, str], ...] = ()
+
+    def body_for(self, v: "Variant") -> str:
+        req = self.request
+        if v.tool_prefix and req.get("method") == "tools/call":
+            req = copy.deepcopy(req)
+            req["params"]["name"] = v.tool_prefix + req["params"]["name"]
+        return compact(req)
 
 
-TOOLS_CALL_REQUEST = json.dumps(
-    {
+def tools_call_request(tool: str, arguments: dict[str, Any], request_id: int = 7) -> dict[str, Any]:
+    return {
         "jsonrpc": "2.0",
-        "id": 7,
+        "id": request_id,
         "method": "tools/call",
-        "params": {
-            "name": "get_weather",
-            "arguments": {"city": "Lisbon", "units": "metric", "days": 3},
-            "_meta": {"progressToken": "bench-7"},
-        },
-    },
-    separators=(",", ":"),
-)
-TOOLS_CALL_REPLY = json.dumps(
+        "params": {"name": tool, "arguments": arguments, "_meta": {"progressToken": "bench-7"}},
+    }
+
+
+TOOLS_CALL = tools_call_request("get_weather", {"city": "Lisbon", "units": "metric", "days": 3})
+TOOLS_CALL_REPLY = compact(
     {
         "jsonrpc": "2.0",
         "id": 7,
@@ -136,23 +190,20 @@ TOOLS_CALL_REPLY = json.dumps(
             "content": [{"type": "text", "text": "Lisbon: 21 C, sunny; 22 C; 19 C, showers"}],
             "isError": False,
         },
+    }
+).encode()
+
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": PROTOCOL_VERSION,
+        "capabilities": {"roots": {"listChanged": True}, "sampling": {}},
+        "clientInfo": {"name": "bench-client", "version": "1.0.0"},
     },
-    separators=(",", ":"),
-)
-INITIALIZE_REQUEST = json.dumps(
-    {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": PROTOCOL_VERSION,
-            "capabilities": {"roots": {"listChanged": True}, "sampling": {}},
-            "clientInfo": {"name": "bench-client", "version": "1.0.0"},
-        },
-    },
-    separators=(",", ":"),
-)
-INITIALIZE_REPLY = json.dumps(
+}
+INITIALIZE_REPLY = compact(
     {
         "jsonrpc": "2.0",
         "id": 1,
@@ -161,33 +212,164 @@ INITIALIZE_REPLY = json.dumps(
             "capabilities": {"tools": {"listChanged": True}, "logging": {}},
             "serverInfo": {"name": "bench-upstream", "version": "1.0.0"},
         },
-    },
-    separators=(",", ":"),
-)
+    }
+).encode()
 
-# Later workloads (64 KB SSE tools/call result, aggregated tools/list) are more entries here: a
-# request whose body names its own tool or method, and the canned reply (any size and type).
+TOOLS_LIST = {"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}}
+
+SSE_BYTES = 64 * 1024
+SSE_CHUNK = 16 * 1024
+WORDS = (
+    "the gateway forwards each request to the server that owns the tool and records what it did "
+    "latency budget stream event session token policy audit report quarterly revenue grew while "
+    "operating costs fell across every region except the north where a supplier delay held back "
+    "shipments of replacement parts for two weeks café naïve résumé — “quoted” façade"
+).split()
+
+
+def tool_definitions() -> list[dict[str, Any]]:
+    """Eight tools as a real server lists them: a description and a JSON Schema each."""
+    rng = random.Random(7)
+    tools = []
+    for i, name in enumerate(["get_weather", "fetch_report", "search_docs", "read_file",
+                              "list_issues", "create_ticket", "run_query", "send_message"]):
+        props = {
+            f"arg{j}": {"type": rng.choice(["string", "integer", "boolean"]),
+                        "description": " ".join(rng.choice(WORDS) for _ in range(8))}
+            for j in range(3 + i % 3)
+        }
+        tools.append({
+            "name": name,
+            "description": " ".join(rng.choice(WORDS) for _ in range(30)).capitalize() + ".",
+            "inputSchema": {"type": "object", "properties": props, "required": ["arg0"]},
+            "annotations": {"readOnlyHint": i % 2 == 0},
+        })
+    return tools
+
+
+TOOLS_LIST_REPLY = compact(
+    {"jsonrpc": "2.0", "id": 2, "result": {"tools": tool_definitions()}}
+).encode()
+
+
+def sse_stream() -> bytes:
+    """A tools/call answered as a Streamable HTTP SSE stream of SSE_BYTES: two progress
+    notifications, then the result event: prose (UTF-8, with line breaks) and a JSON document as
+    text, as a report-fetching tool returns them."""
+    rng = random.Random(64)
+
+    def event(n: int, message: dict[str, Any]) -> bytes:
+        return f"event: message\nid: {n}\ndata: {compact(message)}\n\n".encode()
+
+    head = b"".join(
+        event(i + 1, {"jsonrpc": "2.0", "method": "notifications/progress",
+                      "params": {"progressToken": "bench-7", "progress": i + 1, "total": 3,
+                                 "message": f"step {i + 1} of 3"}})
+        for i in range(2)
+    )
+    records = [{"id": i, "region": rng.choice(["north", "south", "east", "west"]),
+                "revenue": round(rng.uniform(1e3, 1e6), 2), "note": " ".join(
+                    rng.choice(WORDS) for _ in range(6))} for i in range(60)]
+    data_text = json.dumps({"report": "Q3", "records": records}, indent=1)
+
+    def result(prose: str) -> bytes:
+        return event(3, {"jsonrpc": "2.0", "id": 7, "result": {
+            "content": [{"type": "text", "text": prose}, {"type": "text", "text": data_text}],
+            "isError": False}})
+
+    # Grow by each word's serialised size (so the event is serialised a few times, not per word),
+    # then trim to the exact size.
+    words: list[str] = []
+    total = len(head) + len(result(""))
+    while True:
+        word = rng.choice(WORDS) + ("\n\n" if rng.random() < 0.02 else "")
+        cost = len(compact(word).encode()) - 2 + 1
+        if total + cost > SSE_BYTES:
+            break
+        words.append(word)
+        total += cost
+    prose = " ".join(words) + " "
+    while len(head) + len(result(prose)) > SSE_BYTES:
+        prose = prose[:-1]
+    while len(head) + len(result(prose)) < SSE_BYTES:
+        prose += "."
+    return head + result(prose)
+
+
+SSE_REPLY = sse_stream()
+
+# A real MCP server's tool: server-everything's `echo`.
+REAL_CALL = tools_call_request("echo", {"message": "Lisbon: 21 C, sunny; 22 C; 19 C, showers"})
+
+# Every variant key, in table order: yardsticks first, then the C levels (see LEVELS).
+ALL_C = ("C", "C-jwt", "C-jwt-fresh", "C-rego", "C-telemetry", "C-guard", "C-all", "C-fed")
+
 WORKLOADS: list[Workload] = [
     Workload(
         name="tools_call",
-        description=f"tools/call, {len(TOOLS_CALL_REQUEST)} B request, "
-        f"{len(TOOLS_CALL_REPLY)} B JSON result",
-        request=TOOLS_CALL_REQUEST,
+        description="tools/call, small JSON result",
+        request=TOOLS_CALL,
+        variants=("A", "B", "B-fed", *ALL_C),
         reply_match='"name":"get_weather"',
         reply=TOOLS_CALL_REPLY,
     ),
     Workload(
+        name="tools_call_sse",
+        description=f"tools/call, result streamed as {SSE_BYTES // 1024} KB of SSE "
+        f"(2 progress events + the result event; chunked, {SSE_CHUNK // 1024} KB per write)",
+        request=tools_call_request("fetch_report", {"report": "Q3", "format": "text"}),
+        variants=("A", "B", "C", "C-rego", "C-telemetry", "C-guard", "C-all", "C-fed"),
+        reply_match='"name":"fetch_report"',
+        reply=SSE_REPLY,
+        reply_content_type="text/event-stream",
+        chunk=SSE_CHUNK,
+    ),
+    Workload(
+        name="tools_list",
+        description="tools/list: one proxied call (A, B, C), or merged over 3 servers "
+        "(B-fed: fan-out per request; C-fed: from the warm list cache)",
+        request=TOOLS_LIST,
+        variants=("A", "B", "B-fed", "C", "C-all", "C-fed"),
+        reply_match='"method":"tools/list"',
+        reply=TOOLS_LIST_REPLY,
+        notes=(("B-fed", "has no list cache: every tools/list fans out to the 3 backends "
+                "and merges their answers."),),
+    ),
+    Workload(
         name="initialize",
-        description=f"initialize, {len(INITIALIZE_REQUEST)} B request, "
-        f"{len(INITIALIZE_REPLY)} B JSON result",
-        request=INITIALIZE_REQUEST,
+        description="initialize (session creation; a fan-out to 3 servers when federated)",
+        request=INITIALIZE,
+        variants=("A", "B", "B-fed", "C", "C-jwt", "C-all", "C-fed"),
         reply_match='"method":"initialize"',
         reply=INITIALIZE_REPLY,
         # The native mcp_router only accepts an initialize answer that opens a session.
         reply_headers=(("mcp-session-id", "upstream-session-1"),),
         opens_session=True,
     ),
+    Workload(
+        name="tools_call_real",
+        description="tools/call `echo` on a real MCP server (npm server-everything, Streamable "
+        "HTTP, SSE answer; the server shares core 1 with wrk and is the bottleneck)",
+        request=REAL_CALL,
+        variants=("A", "C"),
+        reply_match=None,
+        reply_content_type="text/event-stream",
+        path=REAL_PATH,
+        baseline_b=None,
+        notes=(("B", "not measured against the real server (A against C only)."),),
+    ),
 ]
+
+# Answers bench/upstream gives to requests no workload measures: the notifications a client (and
+# the gateway's federation) sends after initialize.
+EXTRA_REPLIES = (
+    ('"method":"notifications/', b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n"),
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Variants: the yardsticks and the filter's feature levels
+# --------------------------------------------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,9 +383,18 @@ class Variant:
     http_filters: list[dict[str, Any]]
     # Extra request headers the variant needs (e.g. a bearer token for a JWT level).
     extra_headers: tuple[tuple[str, str], ...] = ()
-    # The native mcp_router issues its own session ids and rejects any other: the tools/call load
-    # must carry the id it returned to an `initialize`.
+    # Bearer tokens sent one per request, round robin (a fresh token each request).
+    rotate_tokens: tuple[str, ...] = ()
+    # The variant issues its own session ids (native mcp_router, our federation) and rejects any
+    # other: the load must carry the id it returned to an `initialize`.
     session_from_initialize: bool = False
+    # The route sends /mcp to the cluster named by x-mcp-cluster (set by our federation).
+    federated: bool = False
+    # Prefix of tool names in a tools/call (federated variants: `s1__`).
+    tool_prefix: str = ""
+    # For C levels: the plugin configuration, and what validation had to say.
+    plugin_config: dict[str, Any] | None = None
+    note: str = ""
 
 
 ROUTER_FILTER = {
@@ -212,6 +403,24 @@ ROUTER_FILTER = {
         "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
     },
 }
+MCP_FILTER = {
+    "name": "envoy.filters.http.mcp",
+    "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.mcp.v3.Mcp"},
+}
+
+
+def mcp_router(servers: dict[str, str]) -> dict[str, Any]:
+    """The native terminal mcp_router over backends (name -> cluster)."""
+    return {
+        "name": "envoy.filters.http.mcp_router",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.mcp_router.v3.McpRouter",
+            "servers": [
+                {"name": name, "mcp_cluster": {"cluster": cluster, "path": "/mcp", "timeout": "5s"}}
+                for name, cluster in servers.items()
+            ],
+        },
+    }
 
 
 def wasm_filter(plugin_config: dict[str, Any]) -> dict[str, Any]:
@@ -227,7 +436,7 @@ def wasm_filter(plugin_config: dict[str, Any]) -> dict[str, Any]:
                 "allow_on_headers_stop_iteration": True,
                 "configuration": {
                     "@type": "type.googleapis.com/google.protobuf.StringValue",
-                    "value": json.dumps(plugin_config, separators=(",", ":")),
+                    "value": compact(plugin_config),
                 },
                 "vm_config": {
                     "vm_id": "mcp_gateway",
@@ -248,38 +457,155 @@ default allow := false
 
 allow if "admin" in input.subject.claims.roles
 """
+# "+jwt fresh": this many distinct tokens, sent round robin, against a verified-token cache of
+# FRESH_CACHE entries, so every request misses the cache (CLOCK eviction over a cyclic scan
+# larger than the cache) and pays a signature check, as a fresh token each request would.
+FRESH_TOKENS = 256
+FRESH_CACHE = 64
 
 
 def auth_material() -> dict[str, Any]:
-    """An RS256 key made for this run (public half as JWKS) and one token signed with it, from
-    the project venv's PyJWT/cryptography (the system python may have neither)."""
+    """An RS256 key made for this run (public half as JWKS), one token and FRESH_TOKENS more
+    signed with it, from the project venv's PyJWT/cryptography (the system python may have
+    neither)."""
     script = f"""
 import json, time, jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-pub = json.loads(RSAAlgorithm.to_jwk(key.public_key())); pub.update(kid="bench", alg="RS256", use="sig")
-claims = {{"iss": "{BENCH_ISSUER}", "aud": "{BENCH_RESOURCE}", "sub": "bench", "roles": ["admin"],
-          "scope": "mcp", "exp": int(time.time()) + 7200}}
-print(json.dumps({{"jwks": {{"keys": [pub]}}, "token": jwt.encode(claims, key, algorithm="RS256", headers={{"kid": "bench"}})}}))
+pub = json.loads(RSAAlgorithm.to_jwk(key.public_key()))
+pub.update(kid="bench", alg="RS256", use="sig")
+def token(n):
+    claims = {{"iss": "{BENCH_ISSUER}", "aud": "{BENCH_RESOURCE}", "sub": f"bench-{{n}}",
+              "roles": ["admin"], "scope": "mcp", "exp": int(time.time()) + 7200}}
+    return jwt.encode(claims, key, algorithm="RS256", headers={{"kid": "bench"}})
+print(json.dumps({{"jwks": {{"keys": [pub]}}, "token": token(0),
+                  "fresh": [token(n) for n in range(1, {FRESH_TOKENS} + 1)]}}))
 """
-    out = subprocess.run([str(ROOT / ".venv/bin/python"), "-c", script], check=True, capture_output=True, text=True)
+    out = subprocess.run([str(VENV / "bin" / "python"), "-c", script], check=True,
+                         capture_output=True, text=True)
     return json.loads(out.stdout)
 
 
-def auth_config(material: dict[str, Any], cache: bool) -> dict[str, Any]:
-    return {
+@dataclasses.dataclass(frozen=True)
+class Fragment:
+    """A piece of plugin configuration, deep-merged into BASE_PLUGIN_CONFIG by a level."""
+
+    config: dict[str, Any]
+    # Optional: when the filter rejects it, the level runs without it (with a note) instead of
+    # being skipped. For "telemetry off": a filter with no telemetry key has no telemetry on.
+    optional: bool = False
+
+
+# Every C level's starting point: parse + route on the two MCP paths the proxies serve.
+BASE_PLUGIN_CONFIG: dict[str, Any] = {"mcpPaths": ["/mcp", REAL_PATH]}
+
+
+def fragments(material: dict[str, Any]) -> dict[str, Fragment]:
+    """The named config fragments levels are made of."""
+    auth = {
         "issuer": BENCH_ISSUER,
         "algorithms": ["RS256"],
         "jwks": material["jwks"],
         "resourceMetadata": {"resource": BENCH_RESOURCE, "authorizationServers": [BENCH_ISSUER]},
-        **({} if cache else {"cacheSize": 0}),
+    }
+    return {
+        # PLACEHOLDER (issue 5/6 telemetry is being written): the key may not exist yet, and a
+        # filter without it has no telemetry to turn off, so the fragment is optional.
+        "telemetry-off": Fragment({"telemetry": {"enabled": False}}, optional=True),
+        "jwt-cached": Fragment({"auth": auth}),
+        "jwt-fresh": Fragment({"auth": {**auth, "cacheSize": FRESH_CACHE}}),
+        "rego": Fragment({"policy": {"modules": [{"name": "bench.rego", "rego": BENCH_POLICY}],
+                                     "claims": ["roles"]}}),
+        # PLACEHOLDER: metrics + an audit record per request; the level is skipped while the
+        # filter rejects the key.
+        "telemetry+audit": Fragment({"telemetry": {"enabled": True, "audit": {"enabled": True}}}),
+        # PLACEHOLDER: redaction of secrets/PII in results (redaction is being written); skipped
+        # while the filter rejects the key.
+        "guardrails": Fragment({"guardrails": {"redact": {"kinds": ["email", "credit_card",
+                                                                    "api_key"]}}}),
+        # On-behalf-of identity headers and a brokered upstream credential.
+        "identity": Fragment({"identityHeaders": {"subject": "x-mcp-subject",
+                                                  "claims": {"roles": "x-mcp-roles"}},
+                              "upstreamCredentials": {"bearer": "bench-upstream-token"}}),
+        # 3 servers behind one endpoint; lists cached for the whole run.
+        "federation": Fragment({
+            "servers": [{"name": s, "cluster": s} for s in FED_SERVERS],
+            "federation": {"sessionKey": base64.b64encode(os.urandom(32)).decode(),
+                           "listCacheTtlMs": 3_600_000},
+        }),
     }
 
 
-def variants() -> list[Variant]:
-    """All proxy configurations, in table order. A and B are the yardsticks; later C levels
-    (+JWT, +Rego, +telemetry, +guardrails) are more entries built with `wasm_filter`."""
+@dataclasses.dataclass(frozen=True)
+class Level:
+    """One feature level of our filter: base config + these fragments, in order."""
+
+    key: str
+    name: str
+    description: str
+    fragments: tuple[str, ...]
+    # Bearer token: none, the same token each request ("cached"), or a fresh one ("fresh").
+    token: str = "none"
+    federated: bool = False
+
+
+# The C levels, cumulative: each "+" adds to the one before it (+jwt fresh replaces +jwt cached).
+# A new level is one more entry here.
+LEVELS: list[Level] = [
+    Level("C", "parse+route", "JSON-RPC parse, checks, routing headers (x-mcp-method/-name), "
+          "route re-selected on them", ("telemetry-off",)),
+    Level("C-jwt", "+jwt cached", "+ RS256 bearer token, the same token on every request "
+          "(verified-token cache hit)", ("telemetry-off", "jwt-cached"), token="cached"),
+    Level("C-jwt-fresh", "+jwt fresh", f"+ RS256 bearer token, a different one each request "
+          f"({FRESH_TOKENS} round robin, cache {FRESH_CACHE}: every request is a signature check "
+          "through Envoy's verify_signature)", ("telemetry-off", "jwt-fresh"), token="fresh"),
+    Level("C-rego", "+rego", "+jwt cached + a one-rule Rego policy on every tools/call",
+          ("telemetry-off", "jwt-cached", "rego"), token="cached"),
+    Level("C-telemetry", "+telemetry+audit", "+rego + metrics and an audit record per request",
+          ("jwt-cached", "rego", "telemetry+audit"), token="cached"),
+    Level("C-guard", "+guardrails", "+telemetry+audit + redaction of results",
+          ("jwt-cached", "rego", "telemetry+audit", "guardrails"), token="cached"),
+    Level("C-all", "everything", "+guardrails + identity headers upstream + a brokered upstream "
+          "credential", ("jwt-cached", "rego", "telemetry+audit", "guardrails", "identity"),
+          token="cached"),
+    Level("C-fed", "federated ×3", "parse+route federating 3 servers (s1..s3): prefixed tool "
+          "names, merged lists cached, gateway sessions", ("telemetry-off", "federation"),
+          federated=True),
+]
+
+
+def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def level_variant(level: Level, plugin_config: dict[str, Any], material: dict[str, Any],
+                  note: str = "") -> Variant:
+    frag_list = " + ".join(level.fragments)
+    return Variant(
+        key=level.key,
+        label=f"{level.key} {level.name}",
+        description=f"our filter, {level.description} (fragments: {frag_list})",
+        http_filters=[wasm_filter(plugin_config), ROUTER_FILTER],
+        extra_headers=(
+            (("authorization", f"Bearer {material['token']}"),) if level.token == "cached" else ()
+        ),
+        rotate_tokens=tuple(material["fresh"]) if level.token == "fresh" else (),
+        session_from_initialize=level.federated,
+        federated=level.federated,
+        tool_prefix=f"{FED_SERVERS[0]}__" if level.federated else "",
+        plugin_config=plugin_config,
+        note=note,
+    )
+
+
+def yardsticks() -> list[Variant]:
     return [
         Variant(
             key="A",
@@ -292,75 +618,17 @@ def variants() -> list[Variant]:
             label="B native mcp",
             description="Envoy's native `envoy.filters.http.mcp` (parses the JSON-RPC body into "
             "dynamic metadata) + `envoy.filters.http.mcp_router` (terminal; one backend)",
-            http_filters=[
-                {
-                    "name": "envoy.filters.http.mcp",
-                    "typed_config": {
-                        "@type": "type.googleapis.com/envoy.extensions.filters.http.mcp.v3.Mcp"
-                    },
-                },
-                {
-                    "name": "envoy.filters.http.mcp_router",
-                    "typed_config": {
-                        "@type": "type.googleapis.com/"
-                        "envoy.extensions.filters.http.mcp_router.v3.McpRouter",
-                        "servers": [
-                            {
-                                "name": "backend",
-                                "mcp_cluster": {
-                                    "cluster": "upstream",
-                                    "path": "/mcp",
-                                    "timeout": "5s",
-                                },
-                            }
-                        ],
-                    },
-                },
-            ],
+            http_filters=[MCP_FILTER, mcp_router({"backend": "upstream"})],
             session_from_initialize=True,
         ),
         Variant(
-            key="C",
-            label="C wasm parse+route",
-            description="Envoy + the mcp-gateway wasm filter, parse + route "
-            '(`{"mcpPaths":["/mcp"]}`); the route table sends `x-mcp-method: tools/call` '
-            "to its own route",
-            http_filters=[wasm_filter({"mcpPaths": ["/mcp"]}), ROUTER_FILTER],
-        ),
-        *auth_variants(),
-    ]
-
-
-def auth_variants() -> list[Variant]:
-    """C + authentication (RS256, checked by Envoy's verify_signature through the filter) with the
-    verified-token cache on and off, and + a Rego policy."""
-    m = auth_material()
-    bearer = (("authorization", f"Bearer {m['token']}"),)
-    policy = {"modules": [{"name": "bench.rego", "rego": BENCH_POLICY}], "claims": ["roles"]}
-    return [
-        Variant(
-            key="C-jwt",
-            label="C +JWT (cached)",
-            description="C + RS256 bearer token, the same token on every request (verified-token cache hit)",
-            http_filters=[wasm_filter({"mcpPaths": ["/mcp"], "auth": auth_config(m, True)}), ROUTER_FILTER],
-            extra_headers=bearer,
-        ),
-        Variant(
-            key="C-jwt-nocache",
-            label="C +JWT (no cache)",
-            description="C + RS256 bearer token with the cache off (`cacheSize: 0`): a signature check per request",
-            http_filters=[wasm_filter({"mcpPaths": ["/mcp"], "auth": auth_config(m, False)}), ROUTER_FILTER],
-            extra_headers=bearer,
-        ),
-        Variant(
-            key="C-jwt-rego",
-            label="C +JWT +Rego",
-            description="C + RS256 (cached) + a one-rule Rego policy on every tools/call",
-            http_filters=[
-                wasm_filter({"mcpPaths": ["/mcp"], "auth": auth_config(m, True), "policy": policy}),
-                ROUTER_FILTER,
-            ],
-            extra_headers=bearer,
+            key="B-fed",
+            label="B-fed native mcp ×3",
+            description="the native filters with 3 backends (s1..s3): initialize and tools/list "
+            "fan out to all three, tools/call goes by its `s1__` prefix",
+            http_filters=[MCP_FILTER, mcp_router({s: s for s in FED_SERVERS})],
+            session_from_initialize=True,
+            tool_prefix=f"{FED_SERVERS[0]}__",
         ),
     ]
 
@@ -395,66 +663,38 @@ def listener(name: str, port: int, hcm: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def http_reply(w: Workload) -> bytes:
+    """A workload's pre-serialised HTTP/1.1 reply: content-length, or chunked in `w.chunk`
+    pieces (bench/upstream writes one chunk per write)."""
+    head = ["HTTP/1.1 200 OK", f"content-type: {w.reply_content_type}",
+            *(f"{k}: {v}" for k, v in w.reply_headers)]
+    if w.chunk is None:
+        head.append(f"content-length: {len(w.reply)}")
+        return ("\r\n".join(head) + "\r\n\r\n").encode() + w.reply
+    head.append("transfer-encoding: chunked")
+    body = b"".join(
+        f"{len(piece):x}\r\n".encode() + piece + b"\r\n"
+        for piece in (w.reply[i : i + w.chunk] for i in range(0, len(w.reply), w.chunk))
+    )
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body + b"0\r\n\r\n"
+
+
 def upstream_replies(workloads: list[Workload]) -> list[str]:
-    """Writes each workload's pre-serialised HTTP/1.1 reply; returns the upstream's MATCH=FILE
-    arguments."""
+    """Writes each reply bench/upstream serves; returns its MATCH=FILE arguments."""
+    replies = [(w.name, w.reply_match, http_reply(w)) for w in workloads if w.reply_match]
+    replies += [(f"extra-{i}", m, r) for i, (m, r) in enumerate(EXTRA_REPLIES)]
     args = []
-    for w in workloads:
-        body = w.reply.encode()
-        head = [
-            "HTTP/1.1 200 OK",
-            f"content-type: {w.reply_content_type}",
-            f"content-length: {len(body)}",
-            *(f"{k}: {v}" for k, v in w.reply_headers),
-        ]
-        path = OUT / "replies" / f"{w.name}.http"
+    for name, match, response in replies:
+        path = OUT / "replies" / f"{name}.http"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(("\r\n".join(head) + "\r\n\r\n").encode() + body)
-        args.append(f"{w.reply_match}={path}")
+        path.write_bytes(response)
+        args.append(f"{match}={path}")
     return args
 
 
-def proxy_bootstrap(
-    variant: Variant, port: int, admin_port: int, upstream_port: int
-) -> dict[str, Any]:
-    """The proxy under test. Listener, routes and cluster are the same for every variant; only the
-    HTTP filter chain differs."""
-    route = {"cluster": "upstream", "timeout": "30s"}
-    hcm = {
-        "stat_prefix": "proxy",
-        "codec_type": "AUTO",
-        "route_config": {
-            "name": "proxy",
-            "virtual_hosts": [
-                {
-                    "name": "mcp",
-                    "domains": ["*"],
-                    "routes": [
-                        # Chosen only when the gateway filter has set the method header: it makes
-                        # Envoy re-select the route after the body is parsed, as real routing does.
-                        {
-                            "match": {
-                                "prefix": "/mcp",
-                                "headers": [
-                                    {
-                                        "name": "x-mcp-method",
-                                        "string_match": {"exact": "tools/call"},
-                                    }
-                                ],
-                            },
-                            "route": route,
-                            # Counted as vhost.mcp.route.by_method.*: proof the re-selection ran.
-                            "stat_prefix": "by_method",
-                        },
-                        {"match": {"prefix": "/mcp"}, "route": route, "stat_prefix": "default"},
-                    ],
-                }
-            ],
-        },
-        "http_filters": variant.http_filters,
-    }
-    cluster = {
-        "name": "upstream",
+def static_cluster(name: str, port: int) -> dict[str, Any]:
+    return {
+        "name": name,
         "type": "STATIC",
         "connect_timeout": "2s",
         "typed_extension_protocol_options": {
@@ -466,31 +706,51 @@ def proxy_bootstrap(
         },
         # Envoy's default circuit breakers (1024 pending/requests) are far above 32 connections.
         "load_assignment": {
-            "cluster_name": "upstream",
-            "endpoints": [
-                {
-                    "lb_endpoints": [
-                        {
-                            "endpoint": {
-                                "address": {
-                                    "socket_address": {
-                                        "address": "127.0.0.1",
-                                        "port_value": upstream_port,
-                                    }
-                                }
-                            }
-                        }
-                    ]
-                }
-            ],
+            "cluster_name": name,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {
+                "address": "127.0.0.1", "port_value": port}}}}]}],
         },
+    }
+
+
+def proxy_bootstrap(
+    variant: Variant, port: int, admin_port: int, upstream_port: int, real_port: int | None
+) -> dict[str, Any]:
+    """The proxy under test. Listener, routes and clusters are the same for every variant (a
+    federated one routes /mcp by the x-mcp-cluster header); the HTTP filter chain differs."""
+    route: dict[str, Any] = {"cluster": "upstream", "timeout": "30s"}
+    if variant.federated:
+        route = {"cluster_header": "x-mcp-cluster", "timeout": "30s"}
+    routes: list[dict[str, Any]] = [
+        # Chosen only when the gateway filter has set the method header: it makes Envoy re-select
+        # the route after the body is parsed, as real routing does.
+        {
+            "match": {"prefix": "/mcp", "headers": [
+                {"name": "x-mcp-method", "string_match": {"exact": "tools/call"}}]},
+            "route": route,
+            # Counted as vhost.mcp.route.by_method.*: proof the re-selection ran.
+            "stat_prefix": "by_method",
+        },
+        {"match": {"prefix": "/mcp"}, "route": route, "stat_prefix": "default"},
+    ]
+    clusters = [static_cluster("upstream", upstream_port),
+                *(static_cluster(s, upstream_port) for s in FED_SERVERS)]
+    if real_port is not None:
+        real = {"cluster": "everything", "timeout": "30s", "prefix_rewrite": "/mcp"}
+        routes.insert(0, {"match": {"prefix": REAL_PATH}, "route": real, "stat_prefix": "real"})
+        clusters.append(static_cluster("everything", real_port))
+    hcm = {
+        "stat_prefix": "proxy",
+        "codec_type": "AUTO",
+        "route_config": {
+            "name": "proxy",
+            "virtual_hosts": [{"name": "mcp", "domains": ["*"], "routes": routes}],
+        },
+        "http_filters": variant.http_filters,
     }
     return {
         "admin": admin(admin_port),
-        "static_resources": {
-            "listeners": [listener("proxy", port, hcm)],
-            "clusters": [cluster],
-        },
+        "static_resources": {"listeners": [listener("proxy", port, hcm)], "clusters": clusters},
     }
 
 
@@ -622,19 +882,10 @@ class Envoy(Proc):
             core,
         )
 
-    def validate(self) -> None:
-        res = subprocess.run(
-            [str(self.envoy_bin), "--mode", "validate", "-c", str(self.config_path),
-             "--disable-hot-restart", "--log-level", "error"],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            timeout=120,
-        )
-        if res.returncode != 0:
-            raise SystemExit(
-                f"envoy --mode validate rejected {self.config_path}:\n{res.stdout}{res.stderr}"
-            )
+    def validate(self) -> str | None:
+        """`envoy --mode validate` on the config (it runs our filter's on_configure too); None
+        if accepted, else the most telling line of Envoy's output."""
+        return validate_config(self.envoy_bin, self.config_path)
 
     def start(self) -> None:
         """Starts Envoy; `wait_ready` then waits for it (so several can compile V8 at once)."""
@@ -670,6 +921,54 @@ class Upstream(Proc):
                 return False
 
         self._wait_ready(ready, timeout_s)
+
+
+class Everything(Proc):
+    """npm @modelcontextprotocol/server-everything in Streamable HTTP mode (as
+    integration/harness.py starts it), on the load core: the real MCP server."""
+
+    def __init__(self, port: int, core: str) -> None:
+        self.port = port
+        node = shutil.which("node") or "node"
+        super().__init__(
+            "server-everything",
+            ["env", "-i", f"PATH={os.environ.get('PATH', '/usr/bin:/bin')}", f"PORT={port}",
+             node, "--require", str(LOOPBACK_PRELOAD), str(EVERYTHING_JS), "streamableHttp"],
+            core,
+        )
+
+    def start(self, timeout_s: float = 30.0) -> None:
+        self._spawn()
+
+        def ready() -> bool:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return True
+            except OSError:
+                return False
+
+        self._wait_ready(ready, timeout_s)
+
+
+def validate_config(envoy_bin: Path, config_path: Path) -> str | None:
+    res = subprocess.run(
+        [str(envoy_bin), "--mode", "validate", "-c", str(config_path),
+         "--disable-hot-restart", "--log-level", "error"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    if res.returncode == 0:
+        return None
+    out = res.stdout + res.stderr
+    # Our filter logs "mcp_gateway: invalid plugin configuration: <field>: <problem>".
+    m = re.search(r"invalid plugin configuration: (.*)", out)
+    if m:
+        # serde lists every field it knows: long, and beside the point.
+        return re.sub(r", expected one of .*? at line", " at line", m.group(1).strip())
+    lines = [ln.strip() for ln in out.splitlines() if ln.strip()]
+    return (lines[-1] if lines else f"exit {res.returncode}")[:400]
 
 
 def boost(pid: int) -> None:
@@ -724,28 +1023,33 @@ def core_jiffies() -> dict[str, tuple[int, int, int]]:
 # --------------------------------------------------------------------------------------------
 
 
-def request_headers(w: Workload, v: Variant, session_id: str | None) -> list[tuple[str, str]]:
+@dataclasses.dataclass(frozen=True)
+class Session:
+    """What the load sends as `mcp-session-id` and `mcp-protocol-version`."""
+
+    session_id: str = "bench"
+    version: str = PROTOCOL_VERSION
+
+
+def request_headers(w: Workload, v: Variant, session: Session | None) -> list[tuple[str, str]]:
     headers = [
         ("content-type", "application/json"),
         ("accept", "application/json, text/event-stream"),
     ]
     if not w.opens_session:
-        headers += [
-            ("mcp-protocol-version", PROTOCOL_VERSION),
-            ("mcp-session-id", session_id or "bench"),
-        ]
+        s = session or Session()
+        headers += [("mcp-protocol-version", s.version), ("mcp-session-id", s.session_id)]
     headers += list(v.extra_headers)
+    if v.rotate_tokens:
+        headers.append(("authorization", f"Bearer {v.rotate_tokens[0]}"))
     return headers
 
 
-def post_once(
-    port: int, w: Workload, v: Variant, session_id: str | None
+def post(
+    port: int, path: str, body: str, headers: dict[str, str]
 ) -> tuple[int, dict[str, str], bytes]:
     req = urllib.request.Request(
-        f"http://127.0.0.1:{port}/mcp",
-        data=w.request.encode(),
-        method="POST",
-        headers=dict(request_headers(w, v, session_id)),
+        f"http://127.0.0.1:{port}{path}", data=body.encode(), method="POST", headers=headers
     )
     try:
         with urllib.request.urlopen(req, timeout=10) as r:
@@ -754,30 +1058,71 @@ def post_once(
         return e.code, {k.lower(): val for k, val in e.headers.items()}, e.read()
 
 
-def check_variant(port: int, v: Variant, workloads: list[Workload]) -> str | None:
-    """Sends each workload once and checks the answer; returns the session id for the load."""
-    session_id = None
-    if v.session_from_initialize:
-        init = next((w for w in WORKLOADS if w.opens_session), None)
-        if init is None:
-            raise SystemExit(f"{v.label}: needs an initialize workload to get a session id")
-        status, headers, body = post_once(port, init, v, None)
-        session_id = headers.get("mcp-session-id")
-        if status != 200 or not session_id:
-            raise SystemExit(f"{v.label}: initialize gave {status}, no session id: {body[:300]!r}")
-    for w in workloads:
-        status, headers, body = post_once(port, w, v, session_id)
-        ok = status == 200 and headers.get("content-type", "").startswith(w.reply_content_type)
+def jsonrpc_messages(content_type: str, body: bytes) -> list[Any]:
+    """The JSON-RPC messages of a JSON or SSE answer (an unparsable part is skipped)."""
+    if content_type.startswith("application/json"):
         try:
-            ok = ok and "result" in json.loads(body)
+            return [json.loads(body)]
         except ValueError:
-            ok = False
-        if not ok:
-            raise SystemExit(
-                f"{v.label} / {w.name}: unexpected answer {status} "
-                f"{headers.get('content-type')!r}: {body[:300]!r}"
-            )
-    return session_id
+            return []
+    out = []
+    for event in body.decode("utf-8", "replace").replace("\r\n", "\n").split("\n\n"):
+        data = "\n".join(ln[5:].lstrip(" ") for ln in event.split("\n") if ln.startswith("data:"))
+        if data:
+            try:
+                out.append(json.loads(data))
+            except ValueError:
+                pass
+    return out
+
+
+def open_session(port: int, path: str, v: Variant) -> Session:
+    """initialize + notifications/initialized through the proxy, as a client opens a session."""
+    init = Workload(name="initialize", description="", request=INITIALIZE, variants=(),
+                    reply_match=None, opens_session=True)
+    status, headers, body = post(port, path, init.body_for(v), dict(request_headers(init, v, None)))
+    sid = headers.get("mcp-session-id")
+    msgs = jsonrpc_messages(headers.get("content-type", ""), body)
+    result = next((m["result"] for m in msgs if isinstance(m, dict) and "result" in m), None)
+    if status != 200 or not sid or result is None:
+        raise SystemExit(f"{v.label}: initialize at {path} gave {status}, session {sid!r}: "
+                         f"{body[:300]!r}")
+    s = Session(session_id=sid, version=result.get("protocolVersion", PROTOCOL_VERSION))
+    note = Workload(name="initialized", description="", variants=(), reply_match=None,
+                    request={"jsonrpc": "2.0", "method": "notifications/initialized"})
+    status, _, body = post(port, path, note.body_for(v), dict(request_headers(note, v, s)))
+    if status not in (200, 202):
+        raise SystemExit(f"{v.label}: notifications/initialized at {path} gave {status}: "
+                         f"{body[:300]!r}")
+    return s
+
+
+def session_for(port: int, v: Variant, w: Workload, cache: dict[str, Session]) -> Session | None:
+    """The session the load of (v, w) carries: none for initialize, one opened at the real
+    server, one the variant issued, or a fixed id (bench/upstream accepts any)."""
+    if w.opens_session:
+        return None
+    if w.path == REAL_PATH or v.session_from_initialize:
+        if w.path not in cache:
+            cache[w.path] = open_session(port, w.path, v)
+        return cache[w.path]
+    return Session()
+
+
+def check(port: int, v: Variant, w: Workload, session: Session | None) -> None:
+    """Sends the workload once: 200, the expected content type, and a JSON-RPC result."""
+    status, headers, body = post(port, w.path, w.body_for(v), dict(request_headers(w, v, session)))
+    ctype = headers.get("content-type", "")
+    expected = w.reply_content_type
+    msgs = jsonrpc_messages(ctype, body)
+    ctype_ok = ctype.startswith(expected)
+    if status != 200 or not ctype_ok or not any(
+        isinstance(m, dict) and "result" in m for m in msgs
+    ):
+        raise SystemExit(
+            f"{v.label} / {w.name}: unexpected answer {status} {ctype!r} (wanted {expected}): "
+            f"{body[:300]!r}"
+        )
 
 
 def proxy_counters(admin_port: int) -> dict[str, int]:
@@ -789,8 +1134,7 @@ def proxy_counters(admin_port: int) -> dict[str, int]:
             stats = json.load(r).get("stats", [])
     except (urllib.error.URLError, OSError, ValueError):
         return {}
-    keep = ("http.proxy.downstream_rq_", "cluster.upstream.upstream_rq_total", "mcp", "wasm",
-            "vhost.mcp.route.")
+    keep = ("http.proxy.downstream_rq_", "upstream_rq_total", "mcp", "wasm", "vhost.mcp.route.")
     return {
         st["name"]: st["value"]
         for st in stats
@@ -809,12 +1153,7 @@ def lua_string(s: str) -> str:
     return f"[{eq}[{s}]{eq}]"
 
 
-def wrk_script(w: Workload, v: Variant, session_id: str | None) -> Path:
-    lines = ['wrk.method = "POST"', f"wrk.body = {lua_string(w.request)}"]
-    for k, val in request_headers(w, v, session_id):
-        lines.append(f"wrk.headers[ {lua_string(k)} ] = {lua_string(val)}")
-    lines.append(
-        """
+WRK_DONE = """
 function done(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
@@ -827,14 +1166,44 @@ function done(summary, latency, requests)
     latency:percentile(99), latency.max))
 end
 """
-    )
+
+# Fresh tokens: every request pre-formatted once per token in init(), then request() hands them
+# out round robin (a table lookup per request, no formatting on the hot path).
+WRK_ROTATE = """
+local requests = {}
+local turn = 0
+function init(args)
+  for i, token in ipairs(tokens) do
+    local h = {}
+    for k, v in pairs(wrk.headers) do h[k] = v end
+    h["authorization"] = "Bearer " .. token
+    requests[i] = wrk.format(nil, nil, h, nil)
+  end
+end
+function request()
+  turn = turn % #requests + 1
+  return requests[turn]
+end
+"""
+
+
+def wrk_script(w: Workload, v: Variant, session: Session | None) -> Path:
+    lines = ['wrk.method = "POST"', f"wrk.path = {lua_string(w.path)}",
+             f"wrk.body = {lua_string(w.body_for(v))}"]
+    for k, val in request_headers(w, v, session):
+        if not (v.rotate_tokens and k == "authorization"):
+            lines.append(f"wrk.headers[ {lua_string(k)} ] = {lua_string(val)}")
+    if v.rotate_tokens:
+        lines.append("tokens = {" + ",\n".join(lua_string(t) for t in v.rotate_tokens) + "}")
+        lines.append(WRK_ROTATE)
+    lines.append(WRK_DONE)
     path = OUT / "wrk" / f"{v.key}-{w.name}.lua"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))
     return path
 
 
-def wrk(port: int, script: Path, connections: int, seconds: float) -> dict[str, Any]:
+def wrk(port: int, path: str, script: Path, connections: int, seconds: float) -> dict[str, Any]:
     cmd = [
         *pinned_to(LOAD_CORE),
         "wrk",
@@ -845,7 +1214,7 @@ def wrk(port: int, script: Path, connections: int, seconds: float) -> dict[str, 
         "5s",
         "-s",
         str(script),
-        f"http://127.0.0.1:{port}/mcp",
+        f"http://127.0.0.1:{port}{path}",
     ]
     proc = subprocess.Popen(
         cmd,
@@ -869,20 +1238,21 @@ def wrk(port: int, script: Path, connections: int, seconds: float) -> dict[str, 
 
 def measure(
     proxy: Envoy,
-    upstream: Upstream,
+    upstream: Proc,
+    path: str,
     script: Path,
     connections: int,
     warmup_s: float,
     measure_s: float,
 ) -> dict[str, Any]:
     if warmup_s > 0:
-        wrk(proxy.port, script, connections, warmup_s)
+        wrk(proxy.port, path, script, connections, warmup_s)
     def children_cpu() -> float:
         ru = resource.getrusage(resource.RUSAGE_CHILDREN)
         return ru.ru_utime + ru.ru_stime
 
     before = (proxy.cpu_seconds(), upstream.cpu_seconds(), children_cpu(), core_jiffies())
-    r = wrk(proxy.port, script, connections, measure_s)
+    r = wrk(proxy.port, path, script, connections, measure_s)
     after = (proxy.cpu_seconds(), upstream.cpu_seconds(), children_cpu(), core_jiffies())
     seconds = r["duration_us"] / 1e6
     ok_requests = max(r["requests"] - r["errors"]["status"], 0)
@@ -1065,17 +1435,22 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a and b else None
 
 
-def headline(summary: list[dict[str, Any]], workloads: list[Workload], hi: int, lo: int) -> dict:
-    """Each C level against A and B, per workload."""
+
+def headline(results: dict[str, Any]) -> dict[str, Any]:
+    """Every measured variant that is not a workload's yardstick, against its A and B."""
+    meta, summary = results["meta"], results["summary"]
+    hi, lo = meta["settings"]["connections"][-1], meta["settings"]["connections"][0]
     out: dict[str, Any] = {}
-    for w in workloads:
-        base_a_hi, base_b_hi = lookup(summary, "A", w.name, hi), lookup(summary, "B", w.name, hi)
-        base_a_lo = lookup(summary, "A", w.name, lo)
-        for s in summary:
-            if s["workload"] != w.name or s["connections"] != hi or s["variant"] in ("A", "B"):
+    for name, w in meta["workloads"].items():
+        a, b = w.get("baseline_a", "A"), w.get("baseline_b", "B")
+        base_a_hi, base_a_lo = lookup(summary, a, name, hi), lookup(summary, a, name, lo)
+        base_b_hi = lookup(summary, b, name, hi) if b else None
+        for key in w.get("variants") or list(meta["variants"]):
+            s = lookup(summary, key, name, hi)
+            if key in (a, b) or s is None:
                 continue
-            lo_s = lookup(summary, s["variant"], w.name, lo)
-            out.setdefault(w.name, {})[s["variant"]] = {
+            lo_s = lookup(summary, key, name, lo)
+            out.setdefault(name, {})[key] = {
                 "rps_vs_A": ratio(s["rps"], base_a_hi and base_a_hi["rps"]),
                 "rps_vs_B": ratio(s["rps"], base_b_hi and base_b_hi["rps"]),
                 "added_p50_us_at_1_conn": (
@@ -1087,6 +1462,67 @@ def headline(summary: list[dict[str, Any]], workloads: list[Workload], hi: int, 
                     else None
                 ),
             }
+    return out
+
+
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 7's targets, each with the figure this run measured (None: not measured, with why)."""
+    meta, summary, rss = results["meta"], results["summary"], results.get("rss_kib", {})
+    hi, lo = meta["settings"]["connections"][-1], meta["settings"]["connections"][0]
+    skipped = meta.get("skipped", {})
+
+    def why_not(*keys: str) -> str:
+        for k in keys:
+            if k in skipped:
+                return f"{k} skipped: {skipped[k]['reason']}"
+        return "not measured in this run"
+
+    def rps_ratio(v: str, w: str, base: str, base_w: str | None = None) -> float | None:
+        s, b = lookup(summary, v, w, hi), lookup(summary, base, base_w or w, hi)
+        return ratio(s and s["rps"], b and b["rps"])
+
+    def p50_added(v: str, w: str, base: str) -> float | None:
+        s, b = lookup(summary, v, w, lo), lookup(summary, base, w, lo)
+        return s["p50_us"] - b["p50_us"] if s and b else None
+
+    out = []
+
+    def add(target: str, where: str, value: float | None, goal: str, met: bool | None,
+            unit: str, keys: tuple[str, ...]) -> None:
+        out.append({"target": target, "where": where, "value": value, "unit": unit, "goal": goal,
+                    "met": met if value is not None else None,
+                    "why_not": None if value is not None else why_not(*keys)})
+
+    full = rps_ratio("C-telemetry", "tools_call", "A")
+    add("full path (JWT cached + Rego + routing + metrics + audit), small tools/call: req/s",
+        f"C-telemetry / A, tools_call @{hi}", full, "≥ 0.85×", full is not None and full >= 0.85,
+        "×", ("C-telemetry",))
+    added = p50_added("C-telemetry", "tools_call", "A")
+    add("full path, small tools/call: added p50", f"C-telemetry − A, tools_call @{lo}", added,
+        "≤ 50 µs", added is not None and added <= 50, "µs", ("C-telemetry",))
+    pr = rps_ratio("C", "tools_call", "B")
+    add("parse + route no slower than native (B): req/s", f"C / B, tools_call @{hi}", pr,
+        "≥ 1.00×", pr is not None and pr >= 1.0, "×", ("C", "B"))
+    sse = rps_ratio("C-guard", "tools_call_sse", "A")
+    add("64 KB SSE result, telemetry + redaction on: req/s", f"C-guard / A, tools_call_sse @{hi}",
+        sse, "≥ 0.80×", sse is not None and sse >= 0.8, "×", ("C-guard",))
+    agg = rps_ratio("C-fed", "tools_list", "A")
+    add("aggregated tools/list over 3 (warm cache) vs one proxied call (A): req/s",
+        f"C-fed / A, tools_list @{hi}", agg, "≥ 0.90×", agg is not None and agg >= 0.9, "×",
+        ("C-fed",))
+    agg_c = rps_ratio("C-fed", "tools_list", "C")
+    add("aggregated tools/list vs one call proxied through the filter (C): req/s",
+        f"C-fed / C, tools_list @{hi}", agg_c, "≥ 0.90×", agg_c is not None and agg_c >= 0.9,
+        "×", ("C-fed", "C"))
+    if "A" in rss:
+        # MB as the issue states it (10^6 bytes); the tables show MiB.
+        extra = [(k, (r["VmRSS"] - rss["A"]["VmRSS"]) * 1024 / 1e6) for k, r in rss.items()
+                 if k.startswith("C")]
+        worst = max(extra, key=lambda kv: kv[1]) if extra else None
+        add("Envoy memory with the filter loaded: extra RSS (1 worker; largest over C levels)",
+            f"{worst[0]} − A, VmRSS after the run" if worst else "C − A",
+            worst[1] if worst else None, "≤ 40 MB", worst is not None and worst[1] <= 40, "MB",
+            ("C",))
     return out
 
 
@@ -1103,56 +1539,86 @@ def markdown(results: dict[str, Any]) -> str:
     s = meta["settings"]
     hi, lo = s["connections"][-1], s["connections"][0]
     summary = results["summary"]
-    vs = [(key, v["label"], v["description"]) for key, v in meta["variants"].items()]
-    workloads = [(name, w["description"]) for name, w in meta["workloads"].items()]
+    labels = {key: v["label"] for key, v in meta["variants"].items()}
     lines = [
         "# MCP gateway benchmark results",
         "",
+    ]
+    if s.get("quick"):
+        lines += ["**Quick smoke run (`--quick`): a check that everything runs, not numbers to "
+                  "compare or publish.**", ""]
+    lines += [
         f"Run {meta['date']} on {m['nproc']} × {m['cpu_model']} ({m['mem_gib']} GiB, "
         f"Linux {m['kernel']}, load average at start {m['loadavg_at_start'][0]:.2f}). "
         f"{meta['envoy']}; wrk {meta['wrk']}; wasm {meta['wasm']['bytes']} B "
         f"(sha256 {meta['wasm']['sha256'][:12]}).",
         "",
-        f"Proxy on core {PROXY_CORE} (`--concurrency 1`), wrk (1 thread) and the upstream "
-        f"(bench/upstream) on core {LOAD_CORE}, niceness {s.get('nice', 0)}. Each point: "
-        f"{s['warmup_s']:g} s warm-up + {s['measure_s']:g} s measured; median of {s['rounds']} "
-        f"round(s). Latency is wrk's, client side. *CPU µs/req* is the proxy process's CPU time "
-        f"over requests served: the steadiest figure on a shared machine. *core busy %* is how "
-        f"busy the proxy's core was (the proxy plus the kernel's loopback network work; near "
-        f"100 % means the proxy side was the bottleneck); *others %* is what other processes "
-        f"took of that core meanwhile (high means contended: distrust the row). RSS is the "
-        f"proxy's VmRSS after the run (peak VmHWM in brackets).",
+        f"Proxy on core {PROXY_CORE} (`--concurrency 1`), wrk (1 thread) and the upstreams "
+        f"(bench/upstream; server-everything for the real-server workload) on core {LOAD_CORE}, "
+        f"niceness {s.get('nice', 0)}. Each point: {s['warmup_s']:g} s warm-up + "
+        f"{s['measure_s']:g} s measured; median of {s['rounds']} round(s). Latency is wrk's, "
+        f"client side. *CPU µs/req* is the proxy process's CPU time over requests served: the "
+        f"steadiest figure on a shared machine. *core busy %* is how busy the proxy's core was "
+        f"(the proxy plus the kernel's loopback network work; near 100 % means the proxy side "
+        f"was the bottleneck); *others %* is what other processes took of that core meanwhile "
+        f"(high means contended: distrust the row). RSS is the proxy's VmRSS after the run (peak "
+        f"VmHWM in brackets).",
         "",
         "Variants:",
         "",
     ]
-    for _, label, description in vs:
-        lines.append(f"- **{label}**: {description}")
+    for key, v in meta["variants"].items():
+        note = f" *{v['note']}*" if v.get("note") else ""
+        lines.append(f"- **{v['label']}**: {v['description']}.{note}")
+    for key, why in meta.get("skipped", {}).items():
+        lines.append(f"- **{why['label']}**: skipped: {why['reason']}")
     lines.append("")
-    head = results["headline"]
+
+    tg = results.get("targets") or []
+    if tg:
+        lines += ["## Targets (issue 7)", "", "| target | measured as | value | goal | met |",
+                  "| --- | --- | ---: | --- | --- |"]
+        for t in tg:
+            if t["value"] is None:
+                value, met = "–", f"not measured ({t['why_not']})"
+            else:
+                spec = ".2f" if t["unit"] == "×" else ".0f"
+                value = fmt(t["value"], spec, "×" if t["unit"] == "×" else f" {t['unit']}")
+                met = "yes" if t["met"] else "**no**"
+            lines.append(f"| {t['target']} | {t['where']} | {value} | {t['goal']} | {met} |")
+        lines.append("")
+
+    head = results.get("headline") or {}
     if head:
-        lines += ["Headline (each C level against A and B):", ""]
-        for name, _ in workloads:
+        lines += ["Headline (each variant against its workload's A and B):", ""]
+        for name in meta["workloads"]:
             for key, h in head.get(name, {}).items():
                 lines.append(
-                    f"- {name}, {key}: {fmt(h['rps_vs_A'], '.2f', '×')} A's and "
+                    f"- {name}, {labels.get(key, key)}: {fmt(h['rps_vs_A'], '.2f', '×')} A's and "
                     f"{fmt(h['rps_vs_B'], '.2f', '×')} B's req/s @{hi}; "
                     f"p50 @{lo} {fmt(h['added_p50_us_at_1_conn'], '+.0f')} µs over A; "
                     f"proxy CPU {fmt(h['added_cpu_us_per_req_vs_A'], '+.0f')} µs/req over A."
                 )
         lines.append("")
-    for name, description in workloads:
+    for name, w in meta["workloads"].items():
+        a_key, b_key = w.get("baseline_a", "A"), w.get("baseline_b", "B")
         lines += [
-            f"## {name}: {description}",
+            f"## {name}: {w['description']}",
+            "",
+            f"Request {w['request_bytes']} B"
+            + (f", upstream reply {w['reply_bytes']} B" if w.get("reply_bytes") else "")
+            + f"; vs A = against {labels.get(a_key, a_key)}"
+            + (f", vs B = against {labels.get(b_key, b_key)}" if b_key else ", no B yardstick")
+            + ".",
             "",
             f"| variant | req/s @{hi} | vs A | vs B | p50 @{lo} µs | p99 @{lo} µs | "
             f"p50 @{hi} µs | p99 @{hi} µs | CPU µs/req @{hi} | core busy % / others % @{hi} | "
             "RSS MiB |",
             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
-        a = lookup(summary, "A", name, hi)
-        b = lookup(summary, "B", name, hi)
-        for key, label, _ in vs:
+        a = lookup(summary, a_key, name, hi)
+        b = lookup(summary, b_key, name, hi) if b_key else None
+        for key in w.get("variants") or list(meta["variants"]):
             sh, sl = lookup(summary, key, name, hi), lookup(summary, key, name, lo)
             if not sh or not sl:
                 continue
@@ -1160,7 +1626,7 @@ def markdown(results: dict[str, Any]) -> str:
             n_err = sh["errors"] + sl["errors"]
             err = f" ⚠ {n_err} errors" if n_err else ""
             lines.append(
-                f"| {label}{err} | {fmt(sh['rps'])} | "
+                f"| {labels.get(key, key)}{err} | {fmt(sh['rps'])} | "
                 f"{fmt(ratio(sh['rps'], a and a['rps']), '.2f', '×')} | "
                 f"{fmt(ratio(sh['rps'], b and b['rps']), '.2f', '×')} | "
                 f"{fmt(sl['p50_us'])} | {fmt(sl['p99_us'])} | "
@@ -1171,18 +1637,27 @@ def markdown(results: dict[str, Any]) -> str:
                 f"({fmt(rss.get('VmHWM', 0) / 1024, '.1f')}) |"
             )
         lines.append("")
+        for key, note in w.get("notes", {}).items():
+            lines.append(f"- {labels.get(key, key)}: {note}")
+        if w.get("skipped"):
+            lines.append(f"- skipped: {w['skipped']}")
         spread = [
             f"{key} {fmt(x['rps_min'])}–{fmt(x['rps_max'])}"
-            for key, _, _ in vs
+            for key in w.get("variants") or list(meta["variants"])
             if (x := lookup(summary, key, name, hi))
         ]
-        lines += [f"req/s @{hi} range over rounds: " + ", ".join(spread) + ".", ""]
+        if spread and s["rounds"] > 1:
+            lines.append(f"- req/s @{hi} range over rounds: " + ", ".join(spread) + ".")
+        lines.append("")
     return "\n".join(lines)
 
 
 def render(results: dict[str, Any], chart: bool, docs: bool) -> None:
     """Writes results.md (and the PNG) under target/bench/; copies them and results.json to
-    docs/bench/."""
+    docs/bench/ when `docs`."""
+    results["headline"] = headline(results)
+    results["targets"] = targets(results)
+    (OUT / "results.json").write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
     md = markdown(results)
     (OUT / "results.md").write_text(md + "\n")
     if chart:
@@ -1198,16 +1673,87 @@ def render(results: dict[str, Any], chart: bool, docs: bool) -> None:
     print(md)
 
 
+# --------------------------------------------------------------------------------------------
+# The run
+# --------------------------------------------------------------------------------------------
+
+
+def prepare_variants(
+    keys: list[str], envoy_bin: Path, ports: Any, upstream_port: int, real_port: int | None,
+) -> tuple[list[Variant], dict[str, Envoy], dict[str, dict[str, str]]]:
+    """Builds the selected variants and their Envoys, validating every config. A yardstick that
+    fails validation stops the run; a C level whose config the filter rejects is skipped with the
+    filter's own error as the reason. Optional fragments are probed first (base config + the
+    fragment): one the filter rejects is left out of every level, with a note."""
+    material = auth_material()
+    frags = fragments(material)
+    levels = {lv.key: lv for lv in LEVELS}
+    sticks = {v.key: v for v in yardsticks()}
+
+    def envoy_for(v: Variant) -> Envoy:
+        port, admin_port = next(ports), next(ports)
+        return Envoy(envoy_bin, f"proxy-{v.key}",
+                     proxy_bootstrap(v, port, admin_port, upstream_port, real_port),
+                     PROXY_CORE, port, admin_port)
+
+    def validate_all(envoys: dict[str, Envoy]) -> dict[str, str | None]:
+        # Two at a time: V8 compiles the module in each, and the machine has two cores.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+            return dict(zip(envoys, pool.map(Envoy.validate, envoys.values())))
+
+    chosen = [levels[k] for k in keys if k in levels]
+    optional = sorted({f for lv in chosen for f in lv.fragments if frags[f].optional})
+    probes = {}
+    for f in optional:
+        cfg = deep_merge(BASE_PLUGIN_CONFIG, frags[f].config)
+        probes[f] = envoy_for(Variant(f"probe-{f}", f, "", [wasm_filter(cfg), ROUTER_FILTER]))
+    dropped = {f: err for f, err in validate_all(probes).items() if err}
+    for f, err in dropped.items():
+        log(f"optional fragment {f} left out: the filter rejects it ({err})")
+
+    candidates: dict[str, tuple[Variant, Envoy]] = {}
+    for k in keys:
+        if k in sticks:
+            candidates[k] = (sticks[k], envoy_for(sticks[k]))
+            continue
+        lv = levels[k]
+        cfg = BASE_PLUGIN_CONFIG
+        for name in lv.fragments:
+            if name not in dropped:
+                cfg = deep_merge(cfg, frags[name].config)
+        left_out = [f for f in lv.fragments if f in dropped]
+        note = (f"Runs without {', '.join(left_out)}: this filter has no such setting "
+                f"({dropped[left_out[0]]})." if left_out else "")
+        v = level_variant(lv, cfg, material, note)
+        candidates[k] = (v, envoy_for(v))
+    errors = validate_all({k: e for k, (_, e) in candidates.items()})
+    variants, envoys, skipped = [], {}, {}
+    for k, (v, e) in candidates.items():
+        err = errors[k]
+        if err and k in sticks:
+            raise SystemExit(f"envoy --mode validate rejected {e.config_path}: {err}")
+        if err:
+            skipped[k] = {"label": v.label, "reason": err}
+            log(f"{v.label} skipped: {err}")
+            continue
+        variants.append(v)
+        envoys[k] = e
+    return variants, envoys, skipped
+
+
 def main() -> int:
     global NICE
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--rounds", type=int, default=3, help="repeats of every point (median kept)")
-    ap.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds per point")
-    ap.add_argument("--measure", type=float, default=5.0, help="measured seconds per point")
+    ap.add_argument("--rounds", type=int, default=1, help="repeats of every point (median kept)")
+    # Whole seconds: wrk takes no fractions.
+    ap.add_argument("--warmup", type=int, default=1, help="warm-up seconds per point")
+    ap.add_argument("--measure", type=int, default=4, help="measured seconds per point")
     ap.add_argument("--connections", default="1,32", help="comma-separated connection counts")
     ap.add_argument("--variants", default="", help="comma-separated keys (default: all)")
     ap.add_argument("--workloads", default="", help="comma-separated names (default: all)")
-    ap.add_argument("--quick", action="store_true", help="1 round, 1 s + 2 s: a smoke test")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke test: 1 round, 1 s + 1 s per point, short idle waits, "
+                    "results in target/bench only (implies --no-docs)")
     ap.add_argument("--no-docs", action="store_true", help="do not copy results to docs/bench/")
     ap.add_argument("--no-chart", action="store_true", help="skip the PNG (and matplotlib)")
     ap.add_argument("--nice", type=int, default=NICE,
@@ -1215,7 +1761,7 @@ def main() -> int:
                     f"default {NICE})")
     ap.add_argument("--quiet-wait", type=float, default=5.0,
                     help="before each point, wait up to this many seconds for idle cores")
-    ap.add_argument("--quiet-budget", type=float, default=90.0,
+    ap.add_argument("--quiet-budget", type=float, default=60.0,
                     help="total seconds the whole run may spend waiting for idle cores")
     ap.add_argument("--render", action="store_true",
                     help="only redo results.md/.png (and the docs copies) from results.json")
@@ -1227,17 +1773,22 @@ def main() -> int:
                docs=not args.no_docs)
         return 0
     if args.quick:
-        args.rounds, args.warmup, args.measure = 1, 1.0, 2.0
-    if not (1 <= args.rounds <= 5 and 0 <= args.warmup <= 5 and 1 <= args.measure <= 8):
+        args.rounds, args.warmup, args.measure = 1, 1, 1
+        args.quiet_wait, args.quiet_budget, args.no_docs = 1.0, 15.0, True
+    if not (1 <= args.rounds <= 5 and 0 <= args.warmup <= 5 and 1 <= args.measure <= 8
+            and args.warmup + args.measure <= 10):
         raise SystemExit("keep points within 10 s: rounds 1-5, warm-up 0-5 s, measure 1-8 s")
     connections = sorted({int(c) for c in args.connections.split(",") if c})
     if not connections or connections[0] < 1 or connections[-1] > 256:
         raise SystemExit("--connections must be between 1 and 256")
 
-    all_variants = variants()
-    vs = [v for v in all_variants if not args.variants or v.key in args.variants.split(",")]
     ws = [w for w in WORKLOADS if not args.workloads or w.name in args.workloads.split(",")]
-    if not vs or not ws:
+    wanted = [k for k in args.variants.split(",") if k] if args.variants else None
+    order = ["A", "B", "B-fed", *(lv.key for lv in LEVELS)]
+    keys = [k for k in order if any(k in w.variants for w in ws) and (not wanted or k in wanted)]
+    if wanted and (bad := [k for k in wanted if k not in order]):
+        raise SystemExit(f"unknown variant(s) {bad}; known: {order}")
+    if not keys or not ws:
         raise SystemExit("no variant or no workload selected")
     if (os.cpu_count() or 1) < 2:
         raise SystemExit("needs 2 cores: one for the proxy, one for wrk and the upstream")
@@ -1248,16 +1799,34 @@ def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     wasm_bytes = WASM.read_bytes()
     WASM_SNAPSHOT.write_bytes(wasm_bytes)
-    points_total = args.rounds * len(vs) * len(ws) * len(connections)
-    est = (
-        points_total * (args.warmup + args.measure + 0.5)
-        + args.rounds * len(vs) * 3
-        + args.quiet_budget
-    )
-    log(
-        f"{len(vs)} variants × {len(ws)} workloads × {len(connections)} connection counts × "
-        f"{args.rounds} rounds = {points_total} points, at most about {est / 60:.1f} min"
-    )
+    build_upstream()
+
+    workload_skips: dict[str, str] = {}
+    real_wanted = any(w.path == REAL_PATH for w in ws)
+    if real_wanted and not (EVERYTHING_JS.exists() and shutil.which("node")):
+        for w in ws:
+            if w.path == REAL_PATH:
+                workload_skips[w.name] = (f"needs node and {EVERYTHING_JS.relative_to(ROOT)} "
+                                          "(`make deps`)")
+        real_wanted = False
+    ports = iter(free_ports(2 + 2 * (len(keys) + 2)))
+    upstream_port, real_port = next(ports), next(ports)
+    upstream = Upstream(upstream_port, upstream_replies(WORKLOADS), LOAD_CORE)
+    everything = Everything(real_port, LOAD_CORE) if real_wanted else None
+
+    t0 = time.monotonic()
+    vs, proxies, skipped = prepare_variants(keys, envoy_bin, ports, upstream_port,
+                                            real_port if everything else None)
+    log(f"configs validated (envoy --mode validate) in {time.monotonic() - t0:.0f} s")
+    by_key = {v.key: v for v in vs}
+    plan = {w.name: [k for k in w.variants if k in by_key]
+            for w in ws if w.name not in workload_skips}
+    points_total = args.rounds * len(connections) * sum(len(p) for p in plan.values())
+    est = points_total * (args.warmup + args.measure + 0.5) + len(vs) * 3 + args.quiet_budget
+    log(f"{len(vs)} variants, {len(plan)} workloads, {len(connections)} connection counts, "
+        f"{args.rounds} round(s) = {points_total} points, at most about {est / 60:.1f} min more")
+    if est > 600 and not args.quick:
+        log("⚠ over the 10-minute budget: fewer --rounds, --variants or a shorter --measure")
 
     meta = {
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -1265,7 +1834,7 @@ def main() -> int:
         "envoy": envoy_version(envoy_bin),
         "wrk": tool_version(["wrk", "--version"]).split(" [")[0].replace("wrk ", ""),
         "wasm": {
-            "path": str(WASM.relative_to(ROOT)),
+            "path": str(WASM.relative_to(ROOT)) if WASM.is_relative_to(ROOT) else str(WASM),
             "bytes": len(wasm_bytes),
             "sha256": hashlib.sha256(wasm_bytes).hexdigest(),
         },
@@ -1278,31 +1847,29 @@ def main() -> int:
             "load_core": LOAD_CORE,
             "wrk_threads": 1,
             "nice": NICE,
+            "quick": args.quick,
         },
-        "variants": {v.key: {"label": v.label, "description": v.description} for v in vs},
-        "workloads": {w.name: {"description": w.description, "request_bytes": len(w.request),
-                               "reply_bytes": len(w.reply)} for w in ws},
+        "variants": {
+            v.key: {"label": v.label, "description": v.description, "note": v.note,
+                    **({"plugin_config": v.plugin_config} if v.plugin_config else {})}
+            for v in vs
+        },
+        "skipped": skipped,
+        "workloads": {
+            w.name: {
+                "description": w.description,
+                "request_bytes": len(w.body_for(Variant("", "", "", []))),
+                "reply_bytes": len(w.reply),
+                "path": w.path,
+                "variants": plan.get(w.name, []),
+                "baseline_a": w.baseline_a,
+                "baseline_b": w.baseline_b,
+                "notes": dict(w.notes),
+                **({"skipped": workload_skips[w.name]} if w.name in workload_skips else {}),
+            }
+            for w in ws
+        },
     }
-
-    build_upstream()
-    ports = iter(free_ports(1 + 2 * len(vs)))
-    upstream_port = next(ports)
-    # Every workload's reply, selected or not: B needs the initialize one to get a session.
-    upstream = Upstream(upstream_port, upstream_replies(WORKLOADS), LOAD_CORE)
-    proxies = {}
-    for v in vs:
-        port, admin_port = next(ports), next(ports)
-        proxies[v.key] = Envoy(
-            envoy_bin,
-            f"proxy-{v.key}",
-            proxy_bootstrap(v, port, admin_port, upstream_port),
-            PROXY_CORE,
-            port,
-            admin_port,
-        )
-    for e in proxies.values():
-        e.validate()
-    log("configs validated (envoy --mode validate)")
 
     points: list[dict[str, Any]] = []
     rss: dict[str, list[dict[str, int]]] = {}
@@ -1314,36 +1881,48 @@ def main() -> int:
         # variants of one point are measured back to back: drift in other people's load then hits
         # them alike. The order rotates from point to point so no variant always goes first.
         upstream.start()
+        if everything:
+            everything.start()
         for proxy in proxies.values():
             proxy.start()
         for proxy in proxies.values():
             proxy.wait_ready()
-        sessions = {v.key: check_variant(proxies[v.key].port, v, ws) for v in vs}
-        scripts = {(v.key, w.name): wrk_script(w, v, sessions[v.key]) for v in vs for w in ws}
+        scripts: dict[tuple[str, str], Path] = {}
+        for v in vs:
+            sessions: dict[str, Session] = {}
+            for w in ws:
+                if v.key in plan.get(w.name, []):
+                    port = proxies[v.key].port
+                    session = session_for(port, v, w, sessions)
+                    check(port, v, w, session)
+                    scripts[(v.key, w.name)] = wrk_script(w, v, session)
+        log("every (variant, workload) answered its check request")
         turn = 0
         for rnd in range(1, args.rounds + 1):
             for w in ws:
+                keys_w = plan.get(w.name, [])
+                load_proc: Proc = everything if (w.path == REAL_PATH and everything) else upstream
                 for c in connections:
-                    order = vs[turn % len(vs):] + vs[: turn % len(vs)]
+                    if not keys_w:
+                        continue
+                    rot = turn % len(keys_w)
                     turn += 1
-                    for v in order:
-                        proxy = proxies[v.key]
+                    for key in keys_w[rot:] + keys_w[:rot]:
+                        v, proxy = by_key[key], proxies[key]
                         waited = wait_for_quiet(min(args.quiet_wait, max(quiet_left, 0)))
                         quiet_left -= waited
-                        p = measure(proxy, upstream, scripts[(v.key, w.name)], c,
+                        p = measure(proxy, load_proc, w.path, scripts[(key, w.name)], c,
                                     args.warmup, args.measure)
-                        p.update(variant=v.key, workload=w.name, connections=c, round=rnd,
+                        p.update(variant=key, workload=w.name, connections=c, round=rnd,
                                  waited_for_quiet_s=round(waited, 1))
                         points.append(p)
                         warn = f"  ⚠ {p['errors']}" if p["error_total"] else ""
                         log(
-                            f"round {rnd} {v.label:<22} {w.name:<11} c={c:<3} "
+                            f"round {rnd} {v.label[:24]:<24} {w.name:<15} c={c:<3} "
                             f"{p['rps']:8.0f} req/s  p50 {p['latency_us']['p50']:6d} µs  "
                             f"p99 {p['latency_us']['p99']:6d} µs  "
                             f"proxy {p['proxy_cpu_util'] * 100:3.0f}% "
                             f"{p['proxy_cpu_us_per_req'] or 0:5.1f} µs/req  "
-                            f"upstream {p['upstream_cpu_us_per_req'] or 0:4.1f} "
-                            f"wrk {p['wrk_cpu_us_per_req'] or 0:4.1f} µs/req  "
                             f"cores busy {p['proxy_core_busy'] * 100:3.0f}%/"
                             f"{p['load_core_busy'] * 100:3.0f}%, others "
                             f"{p['proxy_core_others'] * 100:2.0f}%/"
@@ -1353,17 +1932,14 @@ def main() -> int:
             rss[v.key] = [proxies[v.key].memory_kib()]
             counters[v.key] = proxy_counters(proxies[v.key].admin_port)
     finally:
-        for e in [*proxies.values(), upstream]:
+        for e in [*proxies.values(), upstream, *([everything] if everything else [])]:
             e.stop()
     log(f"measured in {time.monotonic() - started:.0f} s "
         f"({args.quiet_budget - quiet_left:.0f} s of it waiting for idle cores)")
 
-    summary = summarise(points)
-    hi, lo = connections[-1], connections[0]
     results = {
         "meta": meta,
-        "summary": summary,
-        "headline": headline(summary, ws, hi, lo),
+        "summary": summarise(points),
         "rss_kib": {
             k: {key: int(median([r[key] for r in rs])) for key in ("VmRSS", "VmHWM")}
             for k, rs in rss.items()
@@ -1371,7 +1947,6 @@ def main() -> int:
         "proxy_counters": counters,
         "points": points,
     }
-    (OUT / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     render(results, chart=not args.no_chart, docs=not args.no_docs)
     bad = [p for p in points if p["error_total"]]
     if bad:

@@ -10,8 +10,13 @@
 //! Usage: `bench-upstream ADDR MATCH=FILE...`
 //!   ADDR        a loopback `ip:port` to listen on (other addresses are refused)
 //!   MATCH=FILE  FILE holds a complete HTTP/1.1 response (status line, headers including
-//!               `content-length`, body); it answers a request whose body contains MATCH.
-//!               The first match wins; a request that matches none gets 404.
+//!               `content-length` or `transfer-encoding: chunked`, body); it answers a request
+//!               whose body contains MATCH. The first match wins; a request that matches none
+//!               gets 404.
+//!
+//! A chunked response is written one chunk per `write` (the head goes with the first chunk), as
+//! a server streaming SSE events does: the proxy then sees the body arrive in pieces, not in one
+//! read. The chunk sizes are the file's own; the server parses nothing at run time.
 //!
 //! One thread per connection: blocking reads cost no more than epoll wake-ups at these
 //! connection counts, and the code stays std-only. Bodies may be `content-length` or chunked
@@ -39,6 +44,9 @@ const TOO_LARGE: &[u8] =
 struct Reply {
     pattern: Vec<u8>,
     response: Vec<u8>,
+    /// Where each write ends (exclusive offsets into `response`, the last is its length): one
+    /// write for a `content-length` response, one per chunk for a chunked one.
+    writes: Vec<usize>,
 }
 
 /// What the bytes received so far hold.
@@ -172,11 +180,64 @@ fn dechunk(buf: &[u8]) -> Parsed<'_> {
     }
 }
 
-fn pick<'a>(replies: &'a [Reply], body: &[u8]) -> &'a [u8] {
-    replies
-        .iter()
-        .find(|r| find(body, &r.pattern).is_some())
-        .map_or(NOT_FOUND, |r| r.response.as_slice())
+/// The reply for a request body: the first whose pattern it contains.
+fn pick<'a>(replies: &'a [Reply], body: &[u8]) -> Option<&'a Reply> {
+    replies.iter().find(|r| find(body, &r.pattern).is_some())
+}
+
+/// Writes a reply as its `writes` say: one `write_all` per piece (TCP_NODELAY is set, so each
+/// leaves as its own segment).
+fn send(stream: &mut TcpStream, reply: Option<&Reply>) -> io::Result<()> {
+    let Some(reply) = reply else {
+        return stream.write_all(NOT_FOUND);
+    };
+    let mut start = 0;
+    for &end in &reply.writes {
+        stream.write_all(reply.response.get(start..end).unwrap_or_default())?;
+        start = end;
+    }
+    Ok(())
+}
+
+/// The write boundaries of a canned response: after each chunk of a chunked body (the head
+/// travels with the first chunk), else the whole response at once.
+fn write_boundaries(response: &[u8]) -> Result<Vec<usize>, String> {
+    let head_len = find(response, b"\r\n\r\n").map_or(response.len(), |i| i + 4);
+    let head = String::from_utf8_lossy(response.get(..head_len).unwrap_or_default());
+    let chunked = head.split("\r\n").any(|line| {
+        line.split_once(':').is_some_and(|(name, value)| {
+            name.eq_ignore_ascii_case("transfer-encoding")
+                && value.to_ascii_lowercase().contains("chunked")
+        })
+    });
+    if !chunked {
+        return Ok(vec![response.len()]);
+    }
+    let mut ends = Vec::new();
+    let mut pos = head_len;
+    loop {
+        let rest = response.get(pos..).unwrap_or_default();
+        let line_end = find(rest, b"\r\n").ok_or("chunk size line without CRLF")?;
+        let size_text = String::from_utf8_lossy(rest.get(..line_end).unwrap_or_default());
+        let size_text = size_text
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        let size = usize::from_str_radix(&size_text, 16)
+            .map_err(|e| format!("chunk size {size_text:?}: {e}"))?;
+        if size == 0 {
+            // The last chunk and the (empty) trailer section go out together.
+            ends.push(response.len());
+            return Ok(ends);
+        }
+        pos += line_end + 2 + size + 2;
+        if pos > response.len() {
+            return Err("chunk runs past the end of the file".into());
+        }
+        ends.push(pos);
+    }
 }
 
 fn serve(mut stream: TcpStream, replies: &[Reply]) -> io::Result<()> {
@@ -186,13 +247,13 @@ fn serve(mut stream: TcpStream, replies: &[Reply]) -> io::Result<()> {
     loop {
         // Answer every whole request already buffered (pipelining), then read more.
         loop {
-            let (consumed, response) = match parse_request(&buf) {
+            let (consumed, reply) = match parse_request(&buf) {
                 Parsed::Complete { consumed, body } => (consumed, pick(replies, &body)),
                 Parsed::Incomplete => break,
                 Parsed::Bad => return stream.write_all(BAD_REQUEST),
                 Parsed::TooLarge => return stream.write_all(TOO_LARGE),
             };
-            stream.write_all(response)?;
+            send(&mut stream, reply)?;
             buf.drain(..consumed);
         }
         let n = stream.read(&mut chunk)?;
@@ -214,9 +275,12 @@ fn load_replies(args: &[String]) -> Result<Vec<Reply>, String> {
             if !response.starts_with(b"HTTP/1.1 ") || find(&response, b"\r\n\r\n").is_none() {
                 return Err(format!("reply `{arg}`: {file} is not an HTTP/1.1 response"));
             }
+            let writes =
+                write_boundaries(&response).map_err(|e| format!("reply `{arg}`: {file}: {e}"))?;
             Ok(Reply {
                 pattern: pattern.as_bytes().to_vec(),
                 response,
+                writes,
             })
         })
         .collect()
@@ -324,19 +388,50 @@ mod tests {
     }
 
     #[test]
-    fn first_matching_reply_wins_and_no_match_is_404() {
+    fn first_matching_reply_wins_and_no_match_is_none() {
+        let reply = |pattern: &[u8], response: &[u8]| Reply {
+            pattern: pattern.to_vec(),
+            response: response.to_vec(),
+            writes: vec![response.len()],
+        };
         let replies = vec![
-            Reply {
-                pattern: b"\"initialize\"".to_vec(),
-                response: b"INIT".to_vec(),
-            },
-            Reply {
-                pattern: b"\"tools/call\"".to_vec(),
-                response: b"CALL".to_vec(),
-            },
+            reply(b"\"initialize\"", b"INIT"),
+            reply(b"\"tools/call\"", b"CALL"),
         ];
-        assert_eq!(pick(&replies, br#"{"method":"tools/call"}"#), b"CALL");
-        assert_eq!(pick(&replies, br#"{"method":"initialize"}"#), b"INIT");
-        assert_eq!(pick(&replies, br#"{"method":"ping"}"#), NOT_FOUND);
+        let picked = |body: &[u8]| pick(&replies, body).map(|r| r.response.clone());
+        assert_eq!(
+            picked(br#"{"method":"tools/call"}"#),
+            Some(b"CALL".to_vec())
+        );
+        assert_eq!(
+            picked(br#"{"method":"initialize"}"#),
+            Some(b"INIT".to_vec())
+        );
+        assert_eq!(picked(br#"{"method":"ping"}"#), None);
+    }
+
+    #[test]
+    fn chunked_reply_is_written_one_chunk_per_write() {
+        let head = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n";
+        let response = format!("{head}3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n");
+        let first = head.len() + "3\r\nabc\r\n".len();
+        let second = first + "2\r\nde\r\n".len();
+        assert_eq!(
+            write_boundaries(response.as_bytes()),
+            Ok(vec![first, second, response.len()])
+        );
+    }
+
+    #[test]
+    fn content_length_reply_is_one_write_and_bad_chunking_is_refused() {
+        let plain = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+        assert_eq!(write_boundaries(plain), Ok(vec![plain.len()]));
+        for bad in [
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n",
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nff\r\nshort\r\n",
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n",
+        ] {
+            assert!(write_boundaries(bad.as_bytes()).is_err(), "{bad:?}");
+        }
     }
 }
