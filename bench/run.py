@@ -510,20 +510,19 @@ def fragments(material: dict[str, Any]) -> dict[str, Fragment]:
         "resourceMetadata": {"resource": BENCH_RESOURCE, "authorizationServers": [BENCH_ISSUER]},
     }
     return {
-        # PLACEHOLDER (issue 5/6 telemetry is being written): the key may not exist yet, and a
-        # filter without it has no telemetry to turn off, so the fragment is optional.
+        # Telemetry is on by default; the lower levels measure without it.
         "telemetry-off": Fragment({"telemetry": {"enabled": False}}, optional=True),
         "jwt-cached": Fragment({"auth": auth}),
         "jwt-fresh": Fragment({"auth": {**auth, "cacheSize": FRESH_CACHE}}),
         "rego": Fragment({"policy": {"modules": [{"name": "bench.rego", "rego": BENCH_POLICY}],
                                      "claims": ["roles"]}}),
-        # PLACEHOLDER: metrics + an audit record per request; the level is skipped while the
-        # filter rejects the key.
+        # Per-tool metrics, latency histograms, token counts and the audit record (the default).
         "telemetry+audit": Fragment({"telemetry": {"enabled": True, "audit": {"enabled": True}}}),
-        # PLACEHOLDER: redaction of secrets/PII in results (redaction is being written); skipped
-        # while the filter rejects the key.
-        "guardrails": Fragment({"guardrails": {"redact": {"kinds": ["email", "credit_card",
-                                                                    "api_key"]}}}),
+        # Every PII/secret detector redacting results, every injection rule flagging them.
+        "guardrails": Fragment({"guardrails": {"redact": {}, "injection": {"action": "flag"}}}),
+        # A per-subject rate limit high enough never to refuse: the shared-data CAS cost only.
+        "limits": Fragment({"limits": {"rateLimits": [{"name": "bench", "requests": 1000000,
+                                                       "perSeconds": 1}]}}),
         # On-behalf-of identity headers and a brokered upstream credential.
         "identity": Fragment({"identityHeaders": {"subject": "x-mcp-subject",
                                                   "claims": {"roles": "x-mcp-roles"}},
@@ -566,8 +565,9 @@ LEVELS: list[Level] = [
           ("jwt-cached", "rego", "telemetry+audit"), token="cached"),
     Level("C-guard", "+guardrails", "+telemetry+audit + redaction of results",
           ("jwt-cached", "rego", "telemetry+audit", "guardrails"), token="cached"),
-    Level("C-all", "everything", "+guardrails + identity headers upstream + a brokered upstream "
-          "credential", ("jwt-cached", "rego", "telemetry+audit", "guardrails", "identity"),
+    Level("C-all", "everything", "+guardrails + a rate limit + identity headers upstream + a "
+          "brokered upstream credential",
+          ("jwt-cached", "rego", "telemetry+audit", "guardrails", "limits", "identity"),
           token="cached"),
     Level("C-fed", "federated ×3", "parse+route federating 3 servers (s1..s3): prefixed tool "
           "names, merged lists cached, gateway sessions", ("telemetry-off", "federation"),

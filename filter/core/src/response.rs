@@ -291,7 +291,10 @@ impl ResponseObserver {
             Mode::Sse(parser) => partial = parser.has_partial_event(),
             Mode::Opaque => {}
         }
-        let (outcome, error_code) = if !(200..300).contains(&self.status) {
+        let (outcome, error_code) = if self.status == 429 {
+            // Envoy's own limiter (local or global rate limit filter) or the upstream's.
+            (Outcome::RateLimited, None)
+        } else if !(200..300).contains(&self.status) {
             (Outcome::UpstreamError, None)
         } else if let Some(done) = self.final_seen {
             done
