@@ -363,9 +363,15 @@ impl GatewayHttp {
         if let Some((mcp_gateway_core::federation::aggregate::ListKind::Tools, merged)) =
             &mut done.merged
         {
-            // Changed tools leave the list before it is cached or served (pinning, hide mode).
+            // Changed tools leave the list before it is cached or served (pinning, hide mode);
+            // then descriptions are screened for injected instructions.
             let hidden = self.pin_merged(fed, merged);
-            if let Some(body) = crate::guardrails::drop_tools(&done.body, &hidden) {
+            let screened = self.screen_descriptions(fed, merged);
+            if screened {
+                if let Some(body) = crate::guardrails::replace_tools(&done.body, merged) {
+                    done.body = body;
+                }
+            } else if let Some(body) = crate::guardrails::drop_tools(&done.body, &hidden) {
                 done.body = body;
             }
         }

@@ -503,3 +503,294 @@ pub fn drop_tools(body: &str, hidden: &[String]) -> Option<String> {
     });
     Some(reply.to_string())
 }
+
+/// JSON-RPC code of a message a guardrail blocked (outside the reserved range, like the others).
+pub const GUARD_BLOCKED: i64 = -31451;
+
+/// Redaction and injection screening of one tool call's result, as it streams or once buffered.
+#[derive(Debug)]
+pub struct ResultGuard {
+    guard: mcp_gateway_core::guard::CallGuard,
+    /// Streaming (redact/flag); `None` in buffered mode (a `block` action needs the whole message).
+    stream: Option<mcp_gateway_core::guard::GuardStream>,
+    /// One output buffer per request, reused for every chunk.
+    out: Vec<u8>,
+    findings: mcp_gateway_core::guard::Findings,
+    /// The response is `text/event-stream` (buffered mode screens event by event).
+    pub event_stream: bool,
+}
+
+impl ResultGuard {
+    /// Whether the response must be buffered before it can be released (a finding may block it).
+    pub fn buffered(&self) -> bool {
+        self.stream.is_none()
+    }
+}
+
+impl GatewayHttp {
+    /// The guard for the current tools/call's `traffic`, if any applies.
+    fn call_guard(
+        &self,
+        traffic: mcp_gateway_core::guard::Traffic,
+    ) -> Option<mcp_gateway_core::guard::CallGuard> {
+        let guards = self.config.guards.as_ref()?;
+        let info = self.info.as_ref()?;
+        if info.method.as_deref() != Some("tools/call") {
+            return None;
+        }
+        let (server, tool) = match self.server_of(info) {
+            Some((s, own)) => (s, own),
+            None => (String::new(), info.name.clone()?),
+        };
+        guards.for_call(&server, &tool, traffic)
+    }
+
+    /// Redacts (or blocks) a tools/call's arguments before they go upstream. `Err` when the
+    /// gateway answered (blocked); `Ok(Some(body))` when the body changed.
+    pub(crate) fn guard_arguments(&mut self, body: &[u8]) -> Result<Option<Vec<u8>>, ()> {
+        let Some(guard) = self.call_guard(mcp_gateway_core::guard::Traffic::Arguments) else {
+            return Ok(None);
+        };
+        let mut out = Vec::with_capacity(body.len());
+        let findings = guard.apply(body, &mut out);
+        self.count_findings(&guard, &findings);
+        if findings.blocked() {
+            let body = blocked_body(self.request_id.as_deref(), &findings, "arguments");
+            self.refuse(
+                200,
+                None,
+                &body,
+                Outcome::Denied,
+                "guardrail: arguments".into(),
+            );
+            return Err(());
+        }
+        Ok((out != body).then_some(out))
+    }
+
+    /// At the response headers of a tools/call: sets up result screening when a guard applies.
+    /// Returns whether the response body will change (the caller drops `content-length`).
+    pub(crate) fn start_result_guard(&mut self, event_stream: bool) -> bool {
+        let Some(guard) = self.call_guard(mcp_gateway_core::guard::Traffic::Result) else {
+            return false;
+        };
+        let stream =
+            (!guard.can_block()).then(|| guard.stream(mcp_gateway_core::guard::Mode::Json));
+        self.result_guard = Some(ResultGuard {
+            guard,
+            stream,
+            out: Vec::new(),
+            findings: mcp_gateway_core::guard::Findings::default(),
+            event_stream,
+        });
+        true
+    }
+
+    /// Streams one response chunk through the result guard; returns the bytes to send instead
+    /// (`None`: no guard, send the chunk as it is).
+    pub(crate) fn guard_chunk(&mut self, chunk: &[u8], end_of_stream: bool) -> Option<Vec<u8>> {
+        let g = self.result_guard.as_mut()?;
+        let stream = g.stream.as_mut()?;
+        let mut out = std::mem::take(&mut g.out);
+        out.clear();
+        stream.feed(chunk, &mut out);
+        if end_of_stream {
+            stream.finish(&mut out);
+            g.findings.merge(stream.findings());
+        }
+        let emit = out.clone();
+        g.out = out;
+        Some(emit)
+    }
+
+    /// The whole response (buffered mode): redacts, and replaces a blocked result by an error.
+    pub(crate) fn guard_whole(&mut self, body: &[u8], event_stream: bool) -> Vec<u8> {
+        let Some(g) = self.result_guard.as_mut() else {
+            return body.to_vec();
+        };
+        let guard = g.guard;
+        let id = self.request_id.clone();
+        let mut findings = mcp_gateway_core::guard::Findings::default();
+        let mut judge = |data: &[u8]| -> Option<Vec<u8>> {
+            let mut out = Vec::with_capacity(data.len());
+            let f = guard.apply(data, &mut out);
+            findings.merge(&f);
+            if f.blocked() && is_final_response(data) {
+                return Some(blocked_body(id.as_deref(), &f, "result").into_bytes());
+            }
+            (out != data).then_some(out)
+        };
+        let out = if event_stream {
+            mcp_gateway_core::sse::rewrite_buffered(body, judge)
+        } else {
+            judge(body).unwrap_or_else(|| body.to_vec())
+        };
+        g.findings.merge(&findings);
+        out
+    }
+
+    /// Counts what the result guard found (at the end of the response); true if it blocked the
+    /// result.
+    pub(crate) fn finish_result_guard(&mut self) -> bool {
+        let Some(mut g) = self.result_guard.take() else {
+            return false;
+        };
+        if let Some(stream) = g.stream.as_ref() {
+            // A stream cut short never reached `finish`: count what it found so far.
+            if g.findings.is_empty() {
+                g.findings.merge(stream.findings());
+            }
+        }
+        let blocked = g.findings.blocked();
+        if blocked {
+            self.trace.decision = Some("deny");
+            self.trace.reason = Some("guardrail: result".into());
+        }
+        self.count_findings(&g.guard, &g.findings);
+        blocked
+    }
+
+    fn count_findings(
+        &self,
+        guard: &mcp_gateway_core::guard::CallGuard,
+        findings: &mcp_gateway_core::guard::Findings,
+    ) {
+        if findings.is_empty() {
+            return;
+        }
+        let mut stats = self.stats.borrow_mut();
+        for (detector, n) in findings.iter() {
+            let action = guard.action(detector).map_or("flag", |a| a.as_str());
+            for _ in 0..n {
+                stats.guard_finding(detector.id(), action);
+            }
+        }
+    }
+
+    /// Screens tool descriptions of a merged tools/list: findings are counted; `redact` rewrites
+    /// the description, `block` hides the tool. Returns whether the list changed.
+    pub(crate) fn screen_descriptions(
+        &self,
+        fed: &mcp_gateway_core::federation::Federation,
+        merged: &mut mcp_gateway_core::federation::aggregate::MergedList,
+    ) -> bool {
+        let Some(guards) = self.config.guards.as_ref() else {
+            return false;
+        };
+        let mut hidden: Vec<String> = Vec::new();
+        let mut changed = false;
+        let Some(tools) = merged
+            .result
+            .get_mut("tools")
+            .and_then(|t| t.as_array_mut())
+        else {
+            return false;
+        };
+        for tool in tools.iter_mut() {
+            let Some(name) = tool.get("name").and_then(|n| n.as_str()).map(str::to_owned) else {
+                continue;
+            };
+            let Some((i, own)) = fed.split(&name) else {
+                continue;
+            };
+            let Some(server) = fed.servers.get(i) else {
+                continue;
+            };
+            let Some(guard) = guards.for_call(
+                &server.name,
+                own,
+                mcp_gateway_core::guard::Traffic::Description,
+            ) else {
+                continue;
+            };
+            let Some(description) = tool.get("description").and_then(|d| d.as_str()) else {
+                continue;
+            };
+            let mut stream = guard.stream(mcp_gateway_core::guard::Mode::Text);
+            let mut out = Vec::with_capacity(description.len());
+            stream.feed(description.as_bytes(), &mut out);
+            stream.finish(&mut out);
+            let findings = stream.into_findings();
+            if findings.is_empty() {
+                continue;
+            }
+            self.count_findings(&guard, &findings);
+            log::warn!(
+                "tool {name} of {}: its description matched injection rules ({}){}",
+                server.name,
+                findings
+                    .iter()
+                    .map(|(d, n)| format!("{}×{n}", d.id()))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if findings.blocked() { "; hidden" } else { "" }
+            );
+            if findings.blocked() {
+                hidden.push(name);
+            } else if out != description.as_bytes() {
+                if let (Some(map), Ok(text)) = (tool.as_object_mut(), String::from_utf8(out)) {
+                    map.insert("description".into(), serde_json::Value::String(text));
+                    changed = true;
+                }
+            }
+        }
+        if !hidden.is_empty() {
+            tools.retain(|t| {
+                !t.get("name")
+                    .and_then(|n| n.as_str())
+                    .is_some_and(|n| hidden.iter().any(|h| h == n))
+            });
+            merged
+                .owners
+                .retain(|(n, _)| !hidden.iter().any(|h| h == n));
+        }
+        changed || !hidden.is_empty()
+    }
+}
+
+/// A tools/list reply body with its tools replaced by the (screened) merged list's.
+pub fn replace_tools(
+    body: &str,
+    merged: &mcp_gateway_core::federation::aggregate::MergedList,
+) -> Option<String> {
+    let mut reply: serde_json::Value = serde_json::from_str(body).ok()?;
+    let tools = merged.result.get("tools")?.clone();
+    *reply.get_mut("result")?.get_mut("tools")? = tools;
+    Some(reply.to_string())
+}
+
+/// Whether an SSE event's data (or a JSON body) is the final response (not a notification).
+fn is_final_response(data: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        method: Option<serde::de::IgnoredAny>,
+        id: Option<serde::de::IgnoredAny>,
+    }
+    serde_json::from_slice::<Probe>(data).is_ok_and(|p| p.method.is_none() && p.id.is_some())
+}
+
+/// The JSON-RPC error that replaces a message a guardrail blocked.
+fn blocked_body(
+    id: Option<&str>,
+    findings: &mcp_gateway_core::guard::Findings,
+    what: &str,
+) -> String {
+    let mut data = String::from("{\"findings\":{");
+    for (i, (d, n)) in findings.iter().enumerate() {
+        if i > 0 {
+            data.push(',');
+        }
+        mcp_gateway_core::jsonrpc::push_json_string(&mut data, d.id());
+        data.push(':');
+        data.push_str(&n.to_string());
+    }
+    data.push_str("}}");
+    mcp_gateway_core::jsonrpc::error_body(
+        id,
+        GUARD_BLOCKED,
+        &format!(
+            "Blocked by the gateway's guardrails: the tool call {what} matched a blocking rule"
+        ),
+        Some(&data),
+    )
+}

@@ -85,6 +85,8 @@ pub struct GatewayHttp {
     pub(crate) trace: Trace,
     /// Rate limits, budgets, cache (issue 6).
     pub(crate) guard: crate::guardrails::Guard,
+    /// Redaction/injection screening of a tools/call result.
+    pub(crate) result_guard: Option<crate::guardrails::ResultGuard>,
 }
 
 impl GatewayHttp {
@@ -119,6 +121,7 @@ impl GatewayHttp {
             counted: false,
             trace: Trace::default(),
             guard: crate::guardrails::Guard::default(),
+            result_guard: None,
         }
     }
 
@@ -363,7 +366,12 @@ impl GatewayHttp {
             summary.garbled,
         );
         self.trace.listed = summary.tools;
-        self.record(outcome, summary.error_code, summary.tokens, summary.result);
+        let (outcome, error_code) = if self.finish_result_guard() {
+            (Outcome::Denied, Some(crate::guardrails::GUARD_BLOCKED))
+        } else {
+            (outcome, summary.error_code)
+        };
+        self.record(outcome, error_code, summary.tokens, summary.result);
     }
 
     /// Asks an observer for what telemetry needs from the final result of this request.
@@ -408,6 +416,16 @@ impl GatewayHttp {
             .as_deref()
             .map(|s| format!(" '{s}'"))
             .unwrap_or_default();
+        if status == 429 {
+            // Envoy's rate limit filters answer in plain text; an agent needs a JSON-RPC error
+            // (the `Retry-After` header, when set, stays).
+            return jsonrpc::error_body(
+                self.request_id.as_deref(),
+                mcp_gateway_core::limits::reply::code::RATE_LIMITED,
+                &format!("Rate limited by the proxy: {quoted} (HTTP 429); retry later"),
+                None,
+            );
+        }
         jsonrpc::error_body(
             self.request_id.as_deref(),
             code::INTERNAL_ERROR,
@@ -558,6 +576,18 @@ impl GatewayHttp {
                 if !self.guard_request(&accepted.info, &body) {
                     return Action::Pause;
                 }
+                let body = match self.guard_arguments(&body) {
+                    Err(()) => return Action::Pause,
+                    Ok(Some(redacted)) => {
+                        host::replace_request_body(body.len(), &redacted);
+                        host::set_request_header(
+                            "content-length",
+                            Some(&redacted.len().to_string()),
+                        );
+                        redacted
+                    }
+                    Ok(None) => body,
+                };
                 if let Some(fed) = config.federation.as_ref() {
                     self.info = Some(accepted.info);
                     return match self.federate(fed, &body) {
@@ -625,6 +655,13 @@ impl GatewayHttp {
             self.list_kind = Some(kind);
         }
         self.read_cluster();
+        if self.is_request
+            && (200..300).contains(&status)
+            && matches!(kind, BodyKind::Json | BodyKind::EventStream)
+            && self.start_result_guard(kind == BodyKind::EventStream)
+        {
+            host::set_response_header("content-length", None);
+        }
         if self.guard.cache_key.is_some() && (200..300).contains(&status) {
             host::set_response_header("x-mcp-cache", Some("miss"));
         }
@@ -641,7 +678,11 @@ impl GatewayHttp {
         )));
         // Envoy's own error pages (no upstream, connect failure, timeout) are plain text. A
         // JSON-RPC request deserves a JSON-RPC error, so buffer that small page and replace it.
-        if status >= 500 && self.is_request && kind == BodyKind::Other && !end_of_stream {
+        if (status >= 500 || status == 429)
+            && self.is_request
+            && kind == BodyKind::Other
+            && !end_of_stream
+        {
             self.rewrite_error = Some(status);
             host::set_response_header("content-length", None);
             host::set_response_header("content-type", Some("application/json"));
@@ -705,10 +746,59 @@ impl GatewayHttp {
                 }
                 None => body,
             };
+            let body = if self.result_guard.is_some() {
+                let out = self.guard_whole(&body, false);
+                host::replace_response_body(body_size, &out);
+                out
+            } else {
+                body
+            };
             if let Some(o) = self.observer.as_mut() {
                 o.feed(&body);
             }
             self.finish(false);
+            return Action::Continue;
+        }
+        let guard_buffers = self
+            .result_guard
+            .as_ref()
+            .is_some_and(crate::guardrails::ResultGuard::buffered);
+        if self.rewriter.is_some() && self.result_guard.is_some() {
+            // Screened federated stream: rewrite (ids), then redact; buffered when a finding may
+            // block the result.
+            if guard_buffers && !end_of_stream {
+                return Action::Pause;
+            }
+            let chunk = host::response_body(body_size).unwrap_or_default();
+            self.guard.response_bytes += chunk.len() as u64;
+            let mut emitted = Vec::with_capacity(chunk.len() + 64);
+            if let Some(rewriter) = self.rewriter.as_mut() {
+                let observer = &mut self.observer;
+                match rewriter.feed(&chunk, |m| {
+                    if let Some(o) = observer.as_mut() {
+                        o.message(m);
+                    }
+                }) {
+                    Emit::Unchanged => emitted.extend_from_slice(&chunk),
+                    Emit::Replace(out) => emitted.extend_from_slice(out),
+                }
+                if end_of_stream {
+                    emitted.extend_from_slice(rewriter.finish());
+                }
+                if !rewriter.list_changed.is_empty() {
+                    let changed = std::mem::take(&mut rewriter.list_changed);
+                    self.cache.borrow_mut().invalidate(&changed);
+                }
+            }
+            let out = if guard_buffers {
+                self.guard_whole(&emitted, true)
+            } else {
+                self.guard_chunk(&emitted, end_of_stream).unwrap_or(emitted)
+            };
+            host::replace_response_body(body_size, &out);
+            if end_of_stream {
+                self.finish(false);
+            }
             return Action::Continue;
         }
         if let Some(rewriter) = self.rewriter.as_mut() {
@@ -743,6 +833,27 @@ impl GatewayHttp {
             if !rewriter.list_changed.is_empty() {
                 let changed = std::mem::take(&mut rewriter.list_changed);
                 self.cache.borrow_mut().invalidate(&changed);
+            }
+            if end_of_stream {
+                self.finish(false);
+            }
+            return Action::Continue;
+        }
+        if self.result_guard.is_some() {
+            if guard_buffers && !end_of_stream {
+                return Action::Pause;
+            }
+            let chunk = host::response_body(body_size).unwrap_or_default();
+            self.guard.response_bytes += chunk.len() as u64;
+            let out = if guard_buffers {
+                let event_stream = self.result_guard.as_ref().is_some_and(|g| g.event_stream);
+                self.guard_whole(&chunk, event_stream)
+            } else {
+                self.guard_chunk(&chunk, end_of_stream).unwrap_or(chunk)
+            };
+            host::replace_response_body(body_size, &out);
+            if let Some(o) = self.observer.as_mut() {
+                o.feed(&out);
             }
             if end_of_stream {
                 self.finish(false);

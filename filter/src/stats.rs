@@ -271,6 +271,13 @@ impl Stats {
         self.pinning(server, "refused");
     }
 
+    /// `mcp.guard_findings_total.kind=<detector>.result=<flag|redact|block>`.
+    pub fn guard_finding(&mut self, kind: &str, action: &str) {
+        self.count(format!(
+            "mcp.guard_findings_total.kind={kind}.result={action}"
+        ));
+    }
+
     /// `mcp.approvals_required_total.reason=<r>`.
     pub fn approval_required(&mut self, reason: &str) {
         self.count(format!("mcp.approvals_required_total.reason={reason}"));

@@ -76,6 +76,18 @@ pub struct RawConfig {
     pub pinning: Option<crate::pinning::RawPinning>,
     /// Explicit approval for destructive tools.
     pub approval: Option<crate::approval::RawApproval>,
+    /// PII/secret redaction and prompt-injection screening (filter/core/src/guard/README.md).
+    pub guardrails: Option<RawGuardrails>,
+}
+
+/// `guardrails` as users write it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawGuardrails {
+    /// PII and secret redaction in tool results and arguments.
+    pub redact: Option<crate::guard::RawRedact>,
+    /// Prompt-injection screening of tool descriptions and tool results.
+    pub injection: Option<crate::guard::RawInjection>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -138,6 +150,8 @@ pub struct Config {
     /// `None` without a `pinning` section (nothing is fingerprinted then).
     pub pinning: Option<crate::pinning::Pinning>,
     pub approval: Option<crate::approval::Approval>,
+    /// Redaction and injection screening; `None` when nothing is configured.
+    pub guards: Option<crate::guard::GuardSet>,
 }
 
 /// A configuration error; the message starts with the path of the offending field.
@@ -308,6 +322,24 @@ impl Config {
                 Some(a) => Some(crate::approval::Approval::compile(a, "approval")?),
                 None => None,
             },
+            guards: match raw.guardrails {
+                Some(g) => {
+                    let set = crate::guard::GuardSet::compile(
+                        g.redact.as_ref(),
+                        g.injection.as_ref(),
+                        "guardrails",
+                    )
+                    .map_err(|e| {
+                        let text = e.to_string();
+                        match text.split_once(": ") {
+                            Some((field, problem)) => invalid(field, problem),
+                            None => invalid("guardrails", text),
+                        }
+                    })?;
+                    (!set.is_empty()).then_some(set)
+                }
+                None => None,
+            },
         }
         .with_tool_registry())
     }
@@ -357,6 +389,7 @@ impl Default for Config {
             result_cache: None,
             pinning: None,
             approval: None,
+            guards: None,
         })
     }
 }

@@ -12,6 +12,7 @@ pub mod config;
 pub mod credentials;
 pub mod federation;
 pub mod gate;
+pub mod guard;
 pub mod jsonrpc;
 pub mod limits;
 pub mod metrics;
