@@ -40,6 +40,12 @@ impl GatewayHttp {
         self.guard.client_address.clone()
     }
 
+    /// Who the limits key a request by: the authenticated subject, or the client's address.
+    fn caller_keys(&mut self) -> (Option<String>, Option<String>) {
+        let address = self.client_address();
+        (self.identity.as_ref().map(|i| i.subject.clone()), address)
+    }
+
     /// Answers with a guardrail refusal (a JSON-RPC error, 200 for requests, 429 otherwise).
     fn refuse(
         &mut self,
@@ -72,8 +78,7 @@ impl GatewayHttp {
         let Some(limits) = config.limits.as_ref() else {
             return true;
         };
-        let address = self.client_address();
-        let subject = self.identity.as_ref().map(|i| i.subject.clone());
+        let (subject, address) = self.caller_keys();
         let caller = Caller {
             subject: subject.as_deref(),
             client_address: address.as_deref(),
@@ -168,8 +173,7 @@ impl GatewayHttp {
             }
         }
         if let Some(limits) = config.limits.as_ref() {
-            let address = self.client_address();
-            let subject = self.identity.as_ref().map(|i| i.subject.clone());
+            let (subject, address) = self.caller_keys();
             let caller = Caller {
                 subject: subject.as_deref(),
                 client_address: address.as_deref(),
@@ -300,8 +304,7 @@ impl GatewayHttp {
             },
             method,
         };
-        let address = self.client_address();
-        let subject = self.identity.as_ref().map(|i| i.subject.clone());
+        let (subject, address) = self.caller_keys();
         let caller = Caller {
             subject: subject.as_deref(),
             client_address: address.as_deref(),
@@ -450,11 +453,7 @@ impl GatewayHttp {
                 .get_mut("tools")
                 .and_then(|t| t.as_array_mut())
             {
-                tools.retain(|t| {
-                    !t.get("name")
-                        .and_then(|n| n.as_str())
-                        .is_some_and(|n| hidden.iter().any(|h| h == n))
-                });
+                retain_visible(tools, &hidden);
             }
             merged
                 .owners
@@ -496,11 +495,7 @@ pub fn drop_tools(body: &str, hidden: &[String]) -> Option<String> {
     }
     let mut reply: serde_json::Value = serde_json::from_str(body).ok()?;
     let tools = reply.get_mut("result")?.get_mut("tools")?.as_array_mut()?;
-    tools.retain(|t| {
-        !t.get("name")
-            .and_then(|n| n.as_str())
-            .is_some_and(|n| hidden.iter().any(|h| h == n))
-    });
+    retain_visible(tools, hidden);
     Some(reply.to_string())
 }
 
@@ -735,11 +730,7 @@ impl GatewayHttp {
             }
         }
         if !hidden.is_empty() {
-            tools.retain(|t| {
-                !t.get("name")
-                    .and_then(|n| n.as_str())
-                    .is_some_and(|n| hidden.iter().any(|h| h == n))
-            });
+            retain_visible(tools, &hidden);
             merged
                 .owners
                 .retain(|(n, _)| !hidden.iter().any(|h| h == n));
@@ -793,4 +784,13 @@ fn blocked_body(
         ),
         Some(&data),
     )
+}
+
+/// Drops the tools whose name is in `hidden` from a list's `tools` array.
+fn retain_visible(tools: &mut Vec<serde_json::Value>, hidden: &[String]) {
+    tools.retain(|t| {
+        !t.get("name")
+            .and_then(|n| n.as_str())
+            .is_some_and(|n| hidden.iter().any(|h| h == n))
+    });
 }
