@@ -39,6 +39,8 @@ def gw(envoy, guard_server: Server) -> harness.Envoy:
                 ],
             },
         },
+        # The audit may carry results: it must carry them as the client got them (redacted).
+        "telemetry": {"audit": {"results": True, "maxValueBytes": 1048576}},
     }
     return envoy({"guard": guard_server}, config, template=TEMPLATE)
 
@@ -137,3 +139,18 @@ def test_a_poisoned_tool_description_is_hidden_from_the_list(gw: harness.Envoy, 
     assert "guard__mutable" not in names and "guard__lookup" in names
     assert "id_rsa" not in json.dumps(listing)
     assert findings(gw).get("kind=tag-directive.result=block", 0) >= 1 or any(k.endswith("result=block") for k in findings(gw))
+
+
+def test_the_audit_record_holds_the_redacted_result_never_the_original(gw: harness.Envoy, http: httpx.Client) -> None:
+    tag = {"X-Test-Id": uuid.uuid4().hex}
+    s = RawSession(http, gw.base_url + "/mcp", extra_headers=tag)
+    s.initialize()
+    s.request("tools/list")
+    query = "audit-" + uuid.uuid4().hex[:8]
+    resp, reply = call(s, "guard__lookup", {"query": query, "size": 8192})
+    assert "[REDACTED:email]" in reply["result"]["content"][0]["text"]
+    entry = gw.wait_access_log(lambda e: e.get("request_id") == tag["X-Test-Id"] and e.get("mcp_name") == "guard__lookup")
+    assert query in entry["mcp_result"] and "[REDACTED:email]" in entry["mcp_result"]
+    for _, value in guardkit.lookup_pii(query, size=8192):
+        assert value not in entry["mcp_result"]
+    assert int(entry["mcp_tokens_out"]) > 1000

@@ -661,6 +661,9 @@ impl GatewayHttp {
             && self.start_result_guard(kind == BodyKind::EventStream)
         {
             host::set_response_header("content-length", None);
+            // A screened stream is observed after redaction (what the client gets: tokens and
+            // the audit record never see what the guard removed), so as a stream of its own.
+            observed_type = content_type.as_deref();
         }
         if self.guard.cache_key.is_some() && (200..300).contains(&status) {
             host::set_response_header("x-mcp-cache", Some("miss"));
@@ -773,12 +776,7 @@ impl GatewayHttp {
             self.guard.response_bytes += chunk.len() as u64;
             let mut emitted = Vec::with_capacity(chunk.len() + 64);
             if let Some(rewriter) = self.rewriter.as_mut() {
-                let observer = &mut self.observer;
-                match rewriter.feed(&chunk, |m| {
-                    if let Some(o) = observer.as_mut() {
-                        o.message(m);
-                    }
-                }) {
+                match rewriter.feed(&chunk, |_| {}) {
                     Emit::Unchanged => emitted.extend_from_slice(&chunk),
                     Emit::Replace(out) => emitted.extend_from_slice(out),
                 }
@@ -796,6 +794,9 @@ impl GatewayHttp {
                 self.guard_chunk(&emitted, end_of_stream).unwrap_or(emitted)
             };
             host::replace_response_body(body_size, &out);
+            if let Some(o) = self.observer.as_mut() {
+                o.feed(&out);
+            }
             if end_of_stream {
                 self.finish(false);
             }
