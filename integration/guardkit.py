@@ -81,3 +81,11 @@ def lookup_pii(query: str, size: int | None = None) -> list[tuple[str, str]]:
     iban, ssn, aws_key."""
     pii: list[tuple[str, str]] = guard_module().lookup_pii(query, size)
     return pii
+
+
+def call(s: harness.RawSession, name: str, arguments: dict[str, Any], meta: dict[str, Any] | None = None) -> tuple[httpx.Response, dict[str, Any]]:
+    """tools/call `name` on a raw session, with optional `_meta`."""
+    params: dict[str, Any] = {"name": name, "arguments": arguments}
+    if meta:
+        params["_meta"] = meta
+    return s.request("tools/call", params)

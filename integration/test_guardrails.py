@@ -72,11 +72,7 @@ def tool_names(s: RawSession) -> list[str]:
     return [t["name"] for t in reply["result"]["tools"]]
 
 
-def call(s: RawSession, name: str, arguments: dict[str, Any], meta: dict[str, Any] | None = None) -> tuple[httpx.Response, dict[str, Any]]:
-    params: dict[str, Any] = {"name": name, "arguments": arguments}
-    if meta:
-        params["_meta"] = meta
-    return s.request("tools/call", params)
+call = guardkit.call
 
 
 def counter(gw: harness.Envoy, name: str) -> int:

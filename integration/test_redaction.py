@@ -64,11 +64,7 @@ def session(http: httpx.Client, gw: harness.Envoy) -> RawSession:
     return s
 
 
-def call(s: RawSession, name: str, arguments: dict[str, Any], meta: dict[str, Any] | None = None) -> tuple[httpx.Response, dict[str, Any]]:
-    params: dict[str, Any] = {"name": name, "arguments": arguments}
-    if meta:
-        params["_meta"] = meta
-    return s.request("tools/call", params)
+call = guardkit.call
 
 
 def findings(gw: harness.Envoy) -> dict[str, int]:

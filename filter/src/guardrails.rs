@@ -581,11 +581,16 @@ impl GatewayHttp {
         true
     }
 
-    /// Streams one response chunk through the result guard; returns the bytes to send instead
-    /// (`None`: no guard, send the chunk as it is).
-    pub(crate) fn guard_chunk(&mut self, chunk: &[u8], end_of_stream: bool) -> Option<Vec<u8>> {
-        let g = self.result_guard.as_mut()?;
-        let stream = g.stream.as_mut()?;
+    /// Sends one response chunk on: through the streaming result guard when there is one (its
+    /// output buffer is reused for every chunk), as it is otherwise; the observer sees what the
+    /// client gets.
+    pub(crate) fn emit_guarded(&mut self, chunk: &[u8], end_of_stream: bool, body_size: usize) {
+        let Some(g) = self.result_guard.as_mut() else {
+            return self.emit(chunk, body_size);
+        };
+        let Some(stream) = g.stream.as_mut() else {
+            return self.emit(chunk, body_size);
+        };
         let mut out = std::mem::take(&mut g.out);
         out.clear();
         stream.feed(chunk, &mut out);
@@ -593,9 +598,18 @@ impl GatewayHttp {
             stream.finish(&mut out);
             g.findings.merge(stream.findings());
         }
-        let emit = out.clone();
-        g.out = out;
-        Some(emit)
+        self.emit(&out, body_size);
+        if let Some(g) = self.result_guard.as_mut() {
+            g.out = out;
+        }
+    }
+
+    /// Replaces the current response chunk with `bytes` and shows them to the observer.
+    pub(crate) fn emit(&mut self, bytes: &[u8], body_size: usize) {
+        host::replace_response_body(body_size, bytes);
+        if let Some(o) = self.observer.as_mut() {
+            o.feed(bytes);
+        }
     }
 
     /// The whole response (buffered mode): redacts, and replaces a blocked result by an error.

@@ -76,7 +76,7 @@ pub struct GatewayHttp {
     /// Raw JSON id of the request, for errors the gateway writes on the upstream's behalf.
     pub(crate) request_id: Option<String>,
     is_request: bool,
-    observer: Option<ResponseObserver>,
+    pub(crate) observer: Option<ResponseObserver>,
     /// Buffering an Envoy-generated error page to replace it with a JSON-RPC error.
     rewrite_error: Option<u16>,
     /// The outcome has been counted (exactly once per request).
@@ -788,14 +788,11 @@ impl GatewayHttp {
                     self.cache.borrow_mut().invalidate(&changed);
                 }
             }
-            let out = if guard_buffers {
-                self.guard_whole(&emitted, true)
+            if guard_buffers {
+                let out = self.guard_whole(&emitted, true);
+                self.emit(&out, body_size);
             } else {
-                self.guard_chunk(&emitted, end_of_stream).unwrap_or(emitted)
-            };
-            host::replace_response_body(body_size, &out);
-            if let Some(o) = self.observer.as_mut() {
-                o.feed(&out);
+                self.emit_guarded(&emitted, end_of_stream, body_size);
             }
             if end_of_stream {
                 self.finish(false);
@@ -846,15 +843,12 @@ impl GatewayHttp {
             }
             let chunk = host::response_body(body_size).unwrap_or_default();
             self.guard.response_bytes += chunk.len() as u64;
-            let out = if guard_buffers {
+            if guard_buffers {
                 let event_stream = self.result_guard.as_ref().is_some_and(|g| g.event_stream);
-                self.guard_whole(&chunk, event_stream)
+                let out = self.guard_whole(&chunk, event_stream);
+                self.emit(&out, body_size);
             } else {
-                self.guard_chunk(&chunk, end_of_stream).unwrap_or(chunk)
-            };
-            host::replace_response_body(body_size, &out);
-            if let Some(o) = self.observer.as_mut() {
-                o.feed(&out);
+                self.emit_guarded(&chunk, end_of_stream, body_size);
             }
             if end_of_stream {
                 self.finish(false);
