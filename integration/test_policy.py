@@ -430,3 +430,35 @@ def test_no_credential_appears_in_envoys_log_or_the_access_log(gw: harness.Envoy
     )
     assert not leaked, f"credentials in the logs: {leaked}"
 
+
+
+def test_repeated_decisions_come_from_the_cache_and_still_follow_the_callers_claims(
+    gw: harness.Envoy, http: httpx.Client, rsa_key: SigningKey
+) -> None:
+    """demo.rego reads the roles claim, the method and the target, never the arguments: the
+    gateway evaluates the first call of a caller and tool and answers the repeats from its
+    decision cache (whatever the arguments), while the same subject with other roles, or another
+    tool, is decided afresh and correctly."""
+    sub = f"cache-{uuid.uuid4().hex[:8]}"
+    admin = session(http, gw, rsa_key.token(claims(sub, roles=["admin"])))
+    reader = session(http, gw, rsa_key.token(claims(sub, roles=["reader"])))
+
+    def cache() -> dict[str, int]:
+        return gw.stats(r"^wasmcustom\.mcp\.policy_cache_total")
+
+    before = cache()
+    for n in range(4):
+        resp, reply = admin.request("tools/call", {"name": "py__add", "arguments": {"a": n, "b": 1}})
+        assert resp.status_code == 200 and reply["result"]["content"][0]["text"] == str(n + 1), reply
+    counted = delta(before, cache())
+    assert counted == {"wasmcustom.mcp.policy_cache_total.result=miss": 1, "wasmcustom.mcp.policy_cache_total.result=hit": 3}, counted
+
+    # Same sub, other roles: a different key, and the reader may not call py__add.
+    before = cache()
+    for _ in range(2):
+        _, reply = reader.request("tools/call", {"name": "py__add", "arguments": {"a": 1, "b": 1}})
+        assert reply["error"]["data"] == {"reason": "tool_not_allowed"}, reply
+    _, reply = reader.request("tools/call", {"name": "py__echo", "arguments": {"message": "hi"}})
+    assert "result" in reply, reply
+    counted = delta(before, cache())
+    assert counted == {"wasmcustom.mcp.policy_cache_total.result=miss": 2, "wasmcustom.mcp.policy_cache_total.result=hit": 1}, counted

@@ -78,10 +78,16 @@ impl GatewayHttp {
             headers: &header_refs,
             unix_seconds: crate::authn::now_secs(),
         };
-        let decision = policy.decide_request(&request);
-        self.stats
-            .borrow_mut()
-            .policy(if decision.allow { "allow" } else { "deny" });
+        let (decision, cache) = policy.decide_cached(&request);
+        {
+            let mut stats = self.stats.borrow_mut();
+            stats.policy(if decision.allow { "allow" } else { "deny" });
+            match cache {
+                policy::CacheUse::Hit => stats.policy_cache(true),
+                policy::CacheUse::Miss => stats.policy_cache(false),
+                policy::CacheUse::Bypass => {}
+            }
+        }
         self.trace.redact = decision.redact.clone();
         if decision.allow {
             self.trace.decision = Some("allow");

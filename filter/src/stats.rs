@@ -20,6 +20,8 @@ pub struct Stats {
     upstream_failures: std::collections::HashMap<String, Option<u32>>,
     auth: std::collections::HashMap<&'static str, Option<u32>>,
     policy: std::collections::HashMap<&'static str, Option<u32>>,
+    /// `mcp.policy_cache_total.result=hit` and `=miss`.
+    policy_cache: [Option<u32>; 2],
     /// Per-tool and per-server stats, by full stat name (names are bounded by `labels`).
     dynamic: std::collections::HashMap<String, Option<u32>>,
     labels: ToolLabels,
@@ -49,6 +51,7 @@ impl Default for Stats {
             upstream_failures: std::collections::HashMap::new(),
             auth: std::collections::HashMap::new(),
             policy: std::collections::HashMap::new(),
+            policy_cache: [None; 2],
             dynamic: std::collections::HashMap::new(),
             labels: ToolLabels::new(mcp_gateway_core::telemetry::DEFAULT_MAX_TOOL_LABELS),
         }
@@ -127,6 +130,19 @@ impl Stats {
             counter(slot, || {
                 format!("mcp.policy_decisions_total.decision={decision}")
             }),
+            1,
+        );
+    }
+
+    /// `mcp.policy_cache_total.result=<hit|miss>`: how often the decision cache answered.
+    pub fn policy_cache(&mut self, hit: bool) {
+        let (slot, result) = if hit {
+            (&mut self.policy_cache[0], "hit")
+        } else {
+            (&mut self.policy_cache[1], "miss")
+        };
+        add(
+            counter(slot, || format!("mcp.policy_cache_total.result={result}")),
             1,
         );
     }

@@ -139,7 +139,22 @@ fn bench(c: &mut Criterion) {
     g.bench_function("allow_with_redact_2_evals", |b| {
         b.iter(|| black_box(files.decide(black_box(&write))))
     });
+    let uncached = Policy::compile(RawPolicyConfig {
+        modules: vec![RawModule {
+            name: "bench.rego".into(),
+            rego: DEMO.into(),
+        }],
+        claims: Some(vec!["roles".into()]),
+        cache_entries: Some(0),
+        ..Default::default()
+    })
+    .unwrap();
     g.bench_function("build_input_and_decide", |b| {
+        b.iter(|| black_box(uncached.decide_request(black_box(&req("echo")))))
+    });
+    // The decision cache: demo.rego does not read the arguments, so every repeat is a hit.
+    assert_eq!(demo.decide_request(&req("echo")), uncached.decide_request(&req("echo")));
+    g.bench_function("decision_cache_hit", |b| {
         b.iter(|| black_box(demo.decide_request(black_box(&req("echo")))))
     });
     g.finish();

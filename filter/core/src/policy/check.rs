@@ -1,9 +1,15 @@
-//! Configure-time checks regorus leaves to evaluation time.
+//! Configure-time analysis of the parsed modules: what regorus leaves to evaluation time, and
+//! what the decision cache needs to know.
 //!
 //! regorus resolves function calls only when evaluation reaches them, so a policy calling a
 //! builtin this build leaves out (`regex.match`, `time.now_ns`, ...) or a misspelt function would
 //! configure fine and then deny matching requests with `policy_error`. Walking the parsed modules
 //! once per configure turns that into a configuration error that names the module and line.
+//!
+//! The same walk records which members of `input` the policy can read (`input.subject`,
+//! `input["tool"]`; any other use of `input` means all of it) and whether it calls a builtin
+//! whose result is not a function of its arguments (`rand.intn`). A policy is then a pure
+//! function of those members and `data`, which is what lets [`super::cache`] reuse decisions.
 
 use std::collections::BTreeSet;
 
@@ -18,6 +24,24 @@ pub(crate) struct UnknownCall {
     pub col: u32,
     pub function: String,
 }
+
+/// What one walk over the modules found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Analysis {
+    /// Calls to functions that are neither builtins nor defined by the modules.
+    pub unknown: Vec<UnknownCall>,
+    /// Top-level members of `input` the policy reads by name.
+    pub input_fields: BTreeSet<String>,
+    /// `input` is used other than through a constant member name (`x := input`, `input[k]`,
+    /// `with input as ...`, `import input`): any member may matter.
+    pub whole_input: bool,
+    /// A builtin whose result differs between evaluations with the same input is called.
+    pub nondeterministic: bool,
+}
+
+/// Builtins whose results are not a function of their arguments (regorus's own list of calls it
+/// must cache within one query).
+const NONDETERMINISTIC: &[&str] = &["rand.intn", "time.now_ns", "uuid.rfc4122", "opa.runtime"];
 
 enum Node<'a> {
     Expr(&'a Expr),
@@ -65,13 +89,16 @@ fn defined_functions(modules: &[regorus::unstable::Ref<Module>]) -> BTreeSet<Str
     names
 }
 
-/// Every call in `modules` whose function is not known. Iterative, so a deeply nested policy
-/// cannot exhaust the stack.
-pub(crate) fn unknown_calls(modules: &[regorus::unstable::Ref<Module>]) -> Vec<UnknownCall> {
+/// Walks every rule of `modules` once. Iterative, so a deeply nested policy cannot exhaust the
+/// stack.
+pub(crate) fn analyse(modules: &[regorus::unstable::Ref<Module>]) -> Analysis {
     let defined = defined_functions(modules);
-    let mut out = Vec::new();
+    let mut out = Analysis::default();
     let mut stack: Vec<Node<'_>> = Vec::new();
     for m in modules {
+        for import in &m.imports {
+            stack.push(Node::Expr(&import.refr));
+        }
         for rule in &m.policy {
             match rule.as_ref() {
                 Rule::Spec { head, bodies, .. } => {
@@ -110,6 +137,8 @@ pub(crate) fn unknown_calls(modules: &[regorus::unstable::Ref<Module>]) -> Vec<U
                 Node::Query(q) => {
                     for s in &q.stmts {
                         for w in &s.with_mods {
+                            // A `with input...` target counts as a use of `input`: conservative.
+                            stack.push(Node::Expr(&w.refr));
                             stack.push(Node::Expr(&w.r#as));
                         }
                         match &s.literal {
@@ -141,19 +170,46 @@ pub(crate) fn unknown_calls(modules: &[regorus::unstable::Ref<Module>]) -> Vec<U
     out
 }
 
+/// `input`'s member named by a constant (`input.tool`, `input["tool"]`), when `refr` is `input`.
+fn input_member<'a>(refr: &Expr, index: &'a Expr) -> Option<&'a str> {
+    if !is_input(refr) {
+        return None;
+    }
+    match index {
+        Expr::String {
+            value: regorus::Value::String(s),
+            ..
+        }
+        | Expr::RawString {
+            value: regorus::Value::String(s),
+            ..
+        } => Some(s),
+        _ => None,
+    }
+}
+
+fn is_input(e: &Expr) -> bool {
+    matches!(e, Expr::Var { span, .. } if span.text() == "input")
+}
+
 fn push_children<'a>(
     e: &'a Expr,
     stack: &mut Vec<Node<'a>>,
     defined: &BTreeSet<String>,
-    out: &mut Vec<UnknownCall>,
+    out: &mut Analysis,
 ) {
     match e {
         Expr::String { .. }
         | Expr::RawString { .. }
         | Expr::Number { .. }
         | Expr::Bool { .. }
-        | Expr::Null { .. }
-        | Expr::Var { .. } => {}
+        | Expr::Null { .. } => {}
+        // Reached only when not the base of a constant member reference (handled below).
+        Expr::Var { .. } => {
+            if is_input(e) {
+                out.whole_input = true;
+            }
+        }
         Expr::Array { items, .. } | Expr::Set { items, .. } => {
             stack.extend(items.iter().map(|i| Node::Expr(i)));
         }
@@ -181,8 +237,11 @@ fn push_children<'a>(
                 let known = BUILTINS.contains_key(path.as_str())
                     || path == "print"
                     || defined.contains(last_segment(&path));
+                if NONDETERMINISTIC.contains(&path.as_str()) {
+                    out.nondeterministic = true;
+                }
                 if !known {
-                    out.push(UnknownCall {
+                    out.unknown.push(UnknownCall {
                         module: span.source.get_path().clone(),
                         line: span.line,
                         col: span.col,
@@ -193,9 +252,20 @@ fn push_children<'a>(
             stack.extend(params.iter().map(|p| Node::Expr(p)));
         }
         Expr::UnaryExpr { expr, .. } => stack.push(Node::Expr(expr)),
-        Expr::RefDot { refr, .. } => stack.push(Node::Expr(refr)),
+        Expr::RefDot { refr, field, .. } => {
+            if is_input(refr) {
+                out.input_fields.insert(field.0.text().to_owned());
+            } else {
+                stack.push(Node::Expr(refr));
+            }
+        }
         Expr::RefBrack { refr, index, .. } => {
-            stack.push(Node::Expr(refr));
+            match input_member(refr, index) {
+                Some(name) => {
+                    out.input_fields.insert(name.to_owned());
+                }
+                None => stack.push(Node::Expr(refr)),
+            }
             stack.push(Node::Expr(index));
         }
         Expr::BinExpr { lhs, rhs, .. }

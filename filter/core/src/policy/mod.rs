@@ -14,17 +14,23 @@
 //! evaluation state on every call) and fall back to a fresh clone when the scratch copy is busy or
 //! was left by an error, so no state can leak between requests.
 
+mod cache;
 mod check;
 mod input;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_cache;
 
 use std::cell::RefCell;
 
 use regorus::{Engine, Value};
 use serde::Deserialize;
 
+pub use cache::{CacheCounts, CacheUse};
 pub use input::{params_arguments, Input, Request, Subject, Target};
+
+use cache::{DecisionCache, Reads};
 
 use input::{named, opt_str, Keys};
 
@@ -66,6 +72,10 @@ pub struct RawPolicyConfig {
     /// A JSON object available to the policy as `data` (e.g. a tenant → servers table), merged
     /// with the modules' rules. Default empty.
     pub data: Option<serde_json::Value>,
+    /// Decisions remembered per worker, keyed by the values of the `input` members the policy
+    /// reads (found when it is compiled), so a repeated call skips evaluation. `0` turns the
+    /// cache off. Default 1024. Policies calling `rand.intn` are never cached.
+    pub cache_entries: Option<u32>,
 }
 
 /// One Rego module.
@@ -224,6 +234,8 @@ pub struct Policy {
     methods: Methods,
     keys: Keys,
     headers: Vec<String>,
+    /// `None` when turned off or when the policy is not a function of its input.
+    cache: Option<DecisionCache>,
 }
 
 impl Clone for Policy {
@@ -235,6 +247,7 @@ impl Clone for Policy {
             methods: self.methods.clone(),
             keys: self.keys.clone(),
             headers: self.headers.clone(),
+            cache: self.cache.clone(),
         }
     }
 }
@@ -364,8 +377,8 @@ impl Policy {
                 .add_policy(m.name.clone(), m.rego.clone())
                 .map_err(|e| module_err(error_text(&e)))?;
         }
-        let unknown = check::unknown_calls(engine.get_modules());
-        if let Some(call) = unknown.first() {
+        let analysis = check::analyse(engine.get_modules());
+        if let Some(call) = analysis.unknown.first() {
             let index = raw
                 .modules
                 .iter()
@@ -420,6 +433,15 @@ impl Policy {
                 format!("{package} defines neither `allow` nor `decision`"),
             ));
         }
+        let entries = raw
+            .cache_entries
+            .map_or(cache::DEFAULT_ENTRIES, |n| n as usize);
+        let cache = (entries > 0 && !analysis.nondeterministic).then(|| {
+            DecisionCache::new(
+                Reads::of(analysis.whole_input, &analysis.input_fields),
+                entries,
+            )
+        });
         Ok(Policy {
             scratch: RefCell::new(Some(engine.clone())),
             base: engine,
@@ -427,6 +449,7 @@ impl Policy {
             methods,
             keys: Keys::new(&claims, &headers),
             headers,
+            cache,
         })
     }
 
@@ -448,9 +471,35 @@ impl Policy {
         input::build(&self.keys, req)
     }
 
-    /// Builds the input and decides.
+    /// Builds the input and decides (or answers from the decision cache).
     pub fn decide_request(&self, req: &Request<'_>) -> Decision {
-        self.decide(&self.input(req))
+        self.decide_cached(req).0
+    }
+
+    /// [`Policy::decide_request`], saying whether the cache answered.
+    pub fn decide_cached(&self, req: &Request<'_>) -> (Decision, CacheUse) {
+        match &self.cache {
+            Some(cache) => cache.decide(&self.keys, req, || self.decide(&self.input(req))),
+            None => (self.decide(&self.input(req)), CacheUse::Bypass),
+        }
+    }
+
+    /// Decision cache hits and misses of this copy of the policy (zero when it has no cache).
+    pub fn cache_counts(&self) -> CacheCounts {
+        self.cache
+            .as_ref()
+            .map(DecisionCache::counts)
+            .unwrap_or_default()
+    }
+
+    #[cfg(test)]
+    fn cached_len(&self) -> usize {
+        self.cache.as_ref().map_or(0, DecisionCache::len)
+    }
+
+    /// Whether decisions are cached at all (on, and the policy is a function of its input).
+    pub fn caches_decisions(&self) -> bool {
+        self.cache.is_some()
     }
 
     /// Decides on a request. One rule evaluation when the policy defines `decision` or allows
