@@ -24,7 +24,27 @@ pub struct Stats {
     policy_cache: [Option<u32>; 2],
     /// Per-tool and per-server stats, by full stat name (names are bounded by `labels`).
     dynamic: std::collections::HashMap<String, Option<u32>>,
+    /// `mcp.filter_duration_us` ids by method label.
+    filter_durations: Vec<Option<u32>>,
+    /// The tools/call stat ids per server label, then tool label: found by borrowed names, so
+    /// a call whose stats exist formats no name and allocates nothing.
+    tools: std::collections::HashMap<String, ServerIds>,
     labels: ToolLabels,
+}
+
+/// Stat ids of one server's tools/call metrics, defined on first use.
+#[derive(Default)]
+struct ServerIds {
+    upstream: Option<u32>,
+    tools: std::collections::HashMap<String, ToolIds>,
+}
+
+/// Stat ids of one (server, tool) pair.
+#[derive(Default)]
+struct ToolIds {
+    calls: [Option<u32>; OUTCOMES],
+    duration: Option<u32>,
+    tokens: [Option<u32>; 2],
 }
 
 /// One finished tools/call, as telemetry sees it.
@@ -53,6 +73,8 @@ impl Default for Stats {
             policy: std::collections::HashMap::new(),
             policy_cache: [None; 2],
             dynamic: std::collections::HashMap::new(),
+            tools: std::collections::HashMap::new(),
+            filter_durations: vec![None; MethodLabel::COUNT],
             labels: ToolLabels::new(mcp_gateway_core::telemetry::DEFAULT_MAX_TOOL_LABELS),
         }
     }
@@ -199,37 +221,58 @@ impl Stats {
 
     /// Counts one finished tools/call with its latency and token figures. Returns the tool label
     /// it was counted under (bounded: see `ToolLabels`).
-    pub fn tool_call(&mut self, call: &ToolCall<'_>) -> String {
-        let server = mcp_gateway_core::telemetry::label_value(call.server).into_owned();
+    pub fn tool_call(&mut self, call: &ToolCall<'_>) {
+        let server = mcp_gateway_core::telemetry::label_value(call.server);
         if call.routed {
             // A federated call is routed only to a name in the merged list.
             self.labels.admit(&server, call.tool);
         }
-        let tool = self.labels.label(&server, call.tool).into_owned();
-        let id = self.dynamic(
-            MetricType::Counter,
-            metrics::tool_calls_total(&server, &tool, call.outcome),
-        );
-        add(id, 1);
-        if let Some(us) = call.duration_us {
-            self.histogram(metrics::tool_call_duration(&server, &tool), us);
-        }
+        let tool = self.labels.label(&server, call.tool);
+        let ids = match self.tools.get_mut(server.as_ref()) {
+            Some(ids) => ids,
+            None => self.tools.entry(server.to_string()).or_default(),
+        };
         if let Some(us) = call.upstream_us {
-            self.histogram(metrics::upstream_duration(&server), us);
-        }
-        for (direction, n) in [
-            (Direction::In, call.tokens_in),
-            (Direction::Out, call.tokens_out),
-        ] {
-            if let Some(n) = n {
-                let id = self.dynamic(
-                    MetricType::Counter,
-                    metrics::tool_tokens_total(&server, &tool, direction),
-                );
-                add(id, n);
+            let id = metric(MetricType::Histogram, &mut ids.upstream, || {
+                metrics::upstream_duration(&server)
+            });
+            if let Some(id) = id {
+                let _ = hostcalls::record_metric(id, us);
             }
         }
-        tool
+        let ids = match ids.tools.get_mut(tool.as_ref()) {
+            Some(ids) => ids,
+            None => ids.tools.entry(tool.to_string()).or_default(),
+        };
+        if let Some(slot) = ids.calls.get_mut(call.outcome.index()) {
+            add(
+                counter(slot, || {
+                    metrics::tool_calls_total(&server, &tool, call.outcome)
+                }),
+                1,
+            );
+        }
+        if let Some(us) = call.duration_us {
+            let id = metric(MetricType::Histogram, &mut ids.duration, || {
+                metrics::tool_call_duration(&server, &tool)
+            });
+            if let Some(id) = id {
+                let _ = hostcalls::record_metric(id, us);
+            }
+        }
+        for (slot, direction, n) in [
+            (0, Direction::In, call.tokens_in),
+            (1, Direction::Out, call.tokens_out),
+        ] {
+            if let (Some(n), Some(slot)) = (n, ids.tokens.get_mut(slot)) {
+                add(
+                    counter(slot, || {
+                        metrics::tool_tokens_total(&server, &tool, direction)
+                    }),
+                    n,
+                );
+            }
+        }
     }
 
     /// Tools a server listed (a tools/list answer passed through): they may become labels.
@@ -244,7 +287,14 @@ impl Stats {
 
     /// Time spent in the gateway's own callbacks for one request.
     pub fn filter_duration(&mut self, method: MethodLabel, us: u64) {
-        self.histogram(metrics::filter_duration(method), us);
+        if let Some(slot) = self.filter_durations.get_mut(method.index()) {
+            let id = metric(MetricType::Histogram, slot, || {
+                metrics::filter_duration(method)
+            });
+            if let Some(id) = id {
+                let _ = hostcalls::record_metric(id, us);
+            }
+        }
     }
 
     /// Tokens of a tools/list answer delivered to a client.

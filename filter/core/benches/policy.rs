@@ -153,7 +153,10 @@ fn bench(c: &mut Criterion) {
         b.iter(|| black_box(uncached.decide_request(black_box(&req("echo")))))
     });
     // The decision cache: demo.rego does not read the arguments, so every repeat is a hit.
-    assert_eq!(demo.decide_request(&req("echo")), uncached.decide_request(&req("echo")));
+    assert_eq!(
+        demo.decide_request(&req("echo")),
+        uncached.decide_request(&req("echo"))
+    );
     g.bench_function("decision_cache_hit", |b| {
         b.iter(|| black_box(demo.decide_request(black_box(&req("echo")))))
     });

@@ -7,7 +7,7 @@
 //! audit record may carry.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -221,30 +221,41 @@ pub fn label_value(raw: &str) -> Cow<'_, str> {
 /// client inventing names mints nothing, and at most `max` pairs exist per worker.
 #[derive(Debug)]
 pub struct ToolLabels {
-    known: HashSet<(String, String)>,
+    /// Tools per server: nested so a lookup borrows both names (no allocation per call).
+    known: HashMap<String, HashSet<String>>,
+    /// Pairs in `known`.
+    len: usize,
     max: usize,
 }
 
 impl ToolLabels {
     pub fn new(max: usize) -> Self {
         ToolLabels {
-            known: HashSet::new(),
+            known: HashMap::new(),
+            len: 0,
             max,
         }
     }
 
     /// Records that `server` offers `tool`. False once the cap is reached.
     pub fn admit(&mut self, server: &str, tool: &str) -> bool {
-        if self.known.len() >= self.max {
-            return self.contains(server, tool);
+        if self.contains(server, tool) {
+            return true;
         }
-        self.known.insert((server.to_owned(), tool.to_owned()));
+        if self.len >= self.max {
+            return false;
+        }
+        let tools = match self.known.get_mut(server) {
+            Some(t) => t,
+            None => self.known.entry(server.to_owned()).or_default(),
+        };
+        tools.insert(tool.to_owned());
+        self.len += 1;
         true
     }
 
     fn contains(&self, server: &str, tool: &str) -> bool {
-        // Two-String key: a lookup allocates, but only on this once-per-call path.
-        self.known.contains(&(server.to_owned(), tool.to_owned()))
+        self.known.get(server).is_some_and(|t| t.contains(tool))
     }
 
     /// The label for `tool` on `server`: the (sanitised) name if the server listed it, else
@@ -252,7 +263,7 @@ impl ToolLabels {
     pub fn label<'a>(&self, server: &str, tool: &'a str) -> Cow<'a, str> {
         if self.contains(server, tool) {
             label_value(tool)
-        } else if self.known.len() >= self.max {
+        } else if self.len >= self.max {
             Cow::Borrowed(TOOL_OVERFLOW)
         } else {
             Cow::Borrowed(TOOL_UNKNOWN)
@@ -267,7 +278,9 @@ pub fn session_ref(session_id: &str) -> String {
     let mut out = String::with_capacity(18);
     out.push_str("s:");
     for b in digest.iter().take(8) {
-        out.push_str(&format!("{b:02x}"));
+        for nibble in [b >> 4, b & 0xf] {
+            out.extend(char::from_digit(u32::from(nibble), 16));
+        }
     }
     out
 }
