@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use mcp_gateway_core::federation::aggregate::ListKind;
-use mcp_gateway_core::federation::fanout::{Callout, CalloutReply, FanOut, Finished};
+use mcp_gateway_core::federation::fanout::{self, Callout, CalloutReply, FanOut, Finished};
 use mcp_gateway_core::federation::plan::{self, Plan, Route};
 use mcp_gateway_core::federation::session::SessionState;
 use mcp_gateway_core::federation::Federation;
@@ -224,8 +224,14 @@ impl GatewayHttp {
                 Next::Continue
             }
             Plan::Reply { status, body } => {
+                let id = self.info.as_ref().and_then(|i| i.id.as_deref());
+                let known = status == 200 && fanout::is_result_reply(id, &body);
                 let body = self.filter_listing(Some(fed), &body).unwrap_or(body);
-                self.local_answer(status, &body, None);
+                if known {
+                    self.local_result(&body);
+                } else {
+                    self.local_answer(status, &body, None);
+                }
                 Next::Pause
             }
             Plan::FanOut(fan) => self.start_fanout(fed, fan, After::Reply),

@@ -14,7 +14,10 @@ use mcp_gateway_core::federation::stream::{Emit, StreamRewriter};
 use mcp_gateway_core::gate::{self, Head, HeadVerdict, Reply};
 use mcp_gateway_core::jsonrpc::{self, code, MessageKind, RequestInfo};
 use mcp_gateway_core::metrics::MethodLabel;
-use mcp_gateway_core::response::{body_kind, BodyKind, Measure, Outcome, ResponseObserver};
+use mcp_gateway_core::response::{
+    body_kind, BodyKind, Measure, Outcome, ResponseObserver, Summary,
+};
+use mcp_gateway_core::tokens::TokenCounting;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
@@ -155,12 +158,18 @@ impl GatewayHttp {
 
     /// Answers a valid request locally (federation: merged lists, initialize, ping, errors).
     pub(crate) fn local_answer(&mut self, status: u16, body: &str, session_id: Option<&str>) {
-        self.local_answer_with(status, body, session_id, &[]);
+        self.local_answer_with(status, body, session_id, &[], false);
+    }
+
+    /// A JSON-RPC result the gateway built itself (a cached merged list): its outcome is known,
+    /// so unless telemetry or limits want figures from it, the body is not parsed again.
+    pub(crate) fn local_result(&mut self, body: &str) {
+        self.local_answer_with(200, body, None, &[], true);
     }
 
     /// A cached tools/call result, answered without the upstream.
     pub(crate) fn answer_from_cache(&mut self, body: &str) {
-        self.local_answer_with(200, body, None, &[("x-mcp-cache", "hit")]);
+        self.local_answer_with(200, body, None, &[("x-mcp-cache", "hit")], false);
     }
 
     fn local_answer_with(
@@ -169,10 +178,22 @@ impl GatewayHttp {
         body: &str,
         session_id: Option<&str>,
         extra: &[(&str, &str)],
+        known_result: bool,
     ) {
         self.phase = Phase::Replied;
         let summary = if status == 202 || body.is_empty() {
             None
+        } else if known_result && matches!(self.observation(), (None, false)) {
+            Some(Summary {
+                outcome: Outcome::Ok,
+                error_code: None,
+                notifications: 0,
+                server_requests: 0,
+                garbled: 0,
+                tokens: None,
+                result: None,
+                tools: Vec::new(),
+            })
         } else {
             let mut observer = self.observing(ResponseObserver::new(
                 status,
@@ -375,12 +396,14 @@ impl GatewayHttp {
     }
 
     /// Asks an observer for what telemetry needs from the final result of this request.
-    fn observing(&self, observer: ResponseObserver) -> ResponseObserver {
+    /// What telemetry, limits, the result cache and pinning need read from this request's
+    /// final result: what to measure, and whether to keep the result's JSON.
+    fn observation(&self) -> (Option<(Option<TokenCounting>, Measure)>, bool) {
         let tel = &self.config.telemetry;
         let measure = match self.info_method_name() {
             Some("tools/call") => Measure::ToolResult,
             Some("tools/list") => Measure::ToolsList,
-            _ => return observer,
+            _ => return (None, false),
         };
         let keep = match measure {
             Measure::ToolResult => {
@@ -391,10 +414,15 @@ impl GatewayHttp {
             Measure::ToolsList => self.config.pinning.is_some() && self.config.federation.is_none(),
         };
         let counting = if tel.enabled { tel.tokens } else { None };
-        let observer = if tel.enabled || self.config.limits.is_some() {
-            observer.measure(counting, measure)
-        } else {
-            observer
+        let measured = (tel.enabled || self.config.limits.is_some()).then_some((counting, measure));
+        (measured, keep)
+    }
+
+    fn observing(&self, observer: ResponseObserver) -> ResponseObserver {
+        let (measure, keep) = self.observation();
+        let observer = match measure {
+            Some((counting, what)) => observer.measure(counting, what),
+            None => observer,
         };
         if keep {
             observer.keep_result()

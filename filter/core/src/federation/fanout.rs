@@ -760,10 +760,34 @@ pub fn result_reply(id: Option<&str>, result: &str) -> String {
     out
 }
 
+/// Whether `body` is exactly what [`result_reply`] makes for `id`: a success the gateway built,
+/// whose outcome need not be parsed back out of it.
+pub fn is_result_reply(id: Option<&str>, body: &str) -> bool {
+    body.strip_prefix("{\"jsonrpc\":\"2.0\",\"id\":")
+        .and_then(|rest| rest.strip_prefix(id.unwrap_or("null")))
+        .is_some_and(|rest| rest.starts_with(",\"result\":") && rest.ends_with('}'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Config;
+
+    #[test]
+    fn a_built_result_is_recognised_and_an_error_or_another_id_is_not() {
+        let ok = result_reply(Some("7"), r#"{"tools":[]}"#);
+        assert!(is_result_reply(Some("7"), &ok));
+        assert!(is_result_reply(None, &result_reply(None, "{}")));
+        assert!(!is_result_reply(Some("8"), &ok));
+        assert!(!is_result_reply(
+            Some("7"),
+            r#"{"jsonrpc":"2.0","id":7,"error":{"code":-32601}}"#
+        ));
+        // An id whose text contains the marker cannot fool it: the id is matched as a whole.
+        let tricky = r#""a","result":""#;
+        let err = format!(r#"{{"jsonrpc":"2.0","id":{tricky},"error":{{}}}}"#);
+        assert!(!is_result_reply(Some(tricky), &err));
+    }
 
     fn fed() -> Federation {
         let cfg = r#"{"servers":[{"name":"a","cluster":"ca"}],
