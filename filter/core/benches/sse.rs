@@ -1,7 +1,8 @@
 //! Cost of watching an SSE response go by: a 64 KB `text/event-stream` fed in 16 KB chunks (as
 //! Envoy hands a body over) to the three readers the filter has, each on its own:
 //! - `SseParser` alone (the event scanner),
-//! - `ResponseObserver` (telemetry: counts notifications, classifies the final result),
+//! - `ResponseObserver` (telemetry: counts notifications, classifies the final result), also
+//!   with token counting on (`response_observer_counting`: isError and tokens of the result),
 //! - `StreamRewriter` (federation: rewrites server-to-client request ids, passes the rest).
 //!
 //! Two streams of the same size: one big result event after two progress notifications (a tool
@@ -23,8 +24,9 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use mcp_gateway_core::federation::stream::{Emit, StreamRewriter};
-use mcp_gateway_core::response::{Outcome, ResponseObserver};
+use mcp_gateway_core::response::{Measure, Outcome, ResponseObserver};
 use mcp_gateway_core::sse::SseParser;
+use mcp_gateway_core::tokens::TokenCounting;
 use serde_json::json;
 
 const STREAM_BYTES: usize = 64 * 1024;
@@ -171,6 +173,22 @@ fn bench(c: &mut Criterion) {
                 b.iter(|| {
                     let mut obs =
                         ResponseObserver::new(200, Some("text/event-stream"), None, LIMIT);
+                    for chunk in stream.chunks(CHUNK) {
+                        obs.feed(black_box(chunk));
+                    }
+                    obs.finish(false)
+                })
+            },
+        );
+        // Telemetry with token counting on: the final result's isError and tokens too.
+        g.bench_with_input(
+            BenchmarkId::new("response_observer_counting", name),
+            stream,
+            |b, stream| {
+                b.iter(|| {
+                    let mut obs =
+                        ResponseObserver::new(200, Some("text/event-stream"), None, LIMIT)
+                            .measure(Some(TokenCounting::default()), Measure::ToolResult);
                     for chunk in stream.chunks(CHUNK) {
                         obs.feed(black_box(chunk));
                     }

@@ -345,13 +345,6 @@ struct Tally {
     tools: Vec<String>,
 }
 
-/// The parts of a result that telemetry reads besides tokens.
-#[derive(Deserialize)]
-struct ResultFlags {
-    #[serde(default, rename = "isError")]
-    is_error: bool,
-}
-
 #[derive(Deserialize)]
 struct ListedTools {
     #[serde(default)]
@@ -393,11 +386,24 @@ impl Tally {
                     if let Some((counting, what)) = self.extras.measure {
                         self.tokens = match what {
                             Measure::ToolResult => {
-                                let flags = serde_json::from_str::<ResultFlags>(result.get());
-                                if flags.is_ok_and(|f| f.is_error) {
+                                // One pass over the result for both the flag and the tokens.
+                                let json = result.get().as_bytes();
+                                let (is_error, tokens) = match counting {
+                                    Some(c) => {
+                                        let t = c.count_call_result(json);
+                                        match t {
+                                            Some(t) => (t.is_error, Some(t.text)),
+                                            None => {
+                                                (crate::tokens::tool_result_is_error(json), None)
+                                            }
+                                        }
+                                    }
+                                    None => (crate::tokens::tool_result_is_error(json), None),
+                                };
+                                if is_error {
                                     self.final_seen = Some((Outcome::ToolError, None));
                                 }
-                                counting.and_then(|c| c.count_tool_result(bytes).map(|t| t.text))
+                                tokens
                             }
                             Measure::ToolsList => {
                                 if let Ok(list) = serde_json::from_str::<ListedTools>(result.get())
@@ -456,6 +462,45 @@ mod tests {
             (s.tokens, s.result, s.notifications),
             (Some(expected), None, 1)
         );
+    }
+
+    #[test]
+    fn a_tool_result_with_is_error_is_a_tool_error_with_or_without_counting() {
+        let counting = crate::tokens::TokenCounting::default();
+        for (result, outcome) in [
+            (
+                r#"{"content":[{"type":"text","text":"disk full"}],"isError":true}"#,
+                Outcome::ToolError,
+            ),
+            (
+                r#"{"isError":true,"content":"not an array"}"#,
+                Outcome::ToolError,
+            ),
+            (
+                r#"{"content":[{"type":"text","text":"fine"}],"isError":false}"#,
+                Outcome::Ok,
+            ),
+            (r#"{"content":[],"isError":"true"}"#, Outcome::Ok),
+            (r#"{"content":[]}"#, Outcome::Ok),
+        ] {
+            let body = format!(r#"{{"jsonrpc":"2.0","id":1,"result":{result}}}"#);
+            for tokens in [Some(counting), None] {
+                let mut o = ResponseObserver::new(200, Some("application/json"), None, 1 << 20)
+                    .measure(tokens, Measure::ToolResult);
+                o.feed(body.as_bytes());
+                let s = o.finish(false);
+                assert_eq!(s.outcome, outcome, "{result} counting={}", tokens.is_some());
+                let counted = tokens.is_some() && result.contains('[');
+                assert_eq!(s.tokens.is_some(), counted, "{result}");
+            }
+            let sse = format!("data: {{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{result}}}\n\n");
+            let mut o = ResponseObserver::new(200, Some("text/event-stream"), None, 1 << 20)
+                .measure(Some(counting), Measure::ToolResult);
+            for chunk in sse.as_bytes().chunks(5) {
+                o.feed(chunk);
+            }
+            assert_eq!(o.finish(false).outcome, outcome, "{result} over SSE");
+        }
     }
 
     #[test]

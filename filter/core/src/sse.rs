@@ -24,12 +24,19 @@ pub struct SseEvent<'a> {
 #[derive(Debug)]
 pub struct SseParser {
     max_event_bytes: usize,
-    /// The current, unterminated line.
+    /// The current, unterminated line, unless it is a `data:` line (see `data_open`).
     line: Vec<u8>,
     /// The line overflowed and is being skipped until its end.
     line_overflow: bool,
     /// The overflowing line is a `data:` line (other fields and comments are just dropped).
     overflow_is_data: bool,
+    /// An unterminated `data:` line is open: its value goes straight into `data` as it
+    /// arrives, so a long data line split over chunks is copied once, not into `line` first.
+    data_open: bool,
+    /// The open data line's value has not started yet, so a leading space is still to strip.
+    data_space_pending: bool,
+    /// The current event's data, for data that cannot be lent straight from a chunk (it spans
+    /// chunks, or has several lines to join). Reused across events.
     data: Vec<u8>,
     has_data: bool,
     truncated: bool,
@@ -46,6 +53,15 @@ pub struct SseParser {
 
 const BOM: [u8; 3] = [0xEF, 0xBB, 0xBF];
 
+/// What a complete line asks for.
+enum Line<'l> {
+    Nothing,
+    /// A `data` field with this value.
+    Data(&'l [u8]),
+    /// A blank line: dispatch the event.
+    Dispatch,
+}
+
 impl SseParser {
     pub fn new(max_event_bytes: usize) -> Self {
         SseParser {
@@ -53,6 +69,8 @@ impl SseParser {
             line: Vec::new(),
             line_overflow: false,
             overflow_is_data: false,
+            data_open: false,
+            data_space_pending: false,
             data: Vec::new(),
             has_data: false,
             truncated: false,
@@ -73,6 +91,9 @@ impl SseParser {
 
     /// Like [`SseParser::feed`], and also tells where in `chunk` each event's raw bytes end, so a
     /// caller can pass events on byte for byte and hold back only an unfinished tail.
+    ///
+    /// An event whose data is one line inside `original` is handed over borrowed from it, with
+    /// no copy; other data is gathered in one reused buffer.
     pub fn feed_indexed(&mut self, original: &[u8], mut on_event: impl FnMut(SseEvent<'_>, usize)) {
         let mut chunk = original;
         if !self.started {
@@ -81,6 +102,8 @@ impl SseParser {
                 return;
             }
         }
+        // The current event's data while it is a single line of this chunk (not yet copied).
+        let mut lent: Option<&[u8]> = None;
         while !chunk.is_empty() {
             if self.after_cr {
                 self.after_cr = false;
@@ -98,30 +121,67 @@ impl SseParser {
                     // chunk; it is skipped there).
                     let crlf = self.after_cr && chunk.first() == Some(&b'\n');
                     let at = original.len() - chunk.len() + usize::from(crlf);
-                    let mut emit = |event: SseEvent<'_>| on_event(event, at);
-                    if self.line.is_empty() && !self.line_overflow {
-                        self.process_line(head, &mut emit);
+                    if self.data_open {
+                        self.append_data(head);
+                        self.data_open = false;
+                    } else if self.line.is_empty() && !self.line_overflow {
+                        match self.process_line(head) {
+                            Line::Nothing => {}
+                            Line::Data(value) => {
+                                if self.has_data || self.truncated || lent.is_some() {
+                                    self.materialize(&mut lent);
+                                    self.add_data_line(value);
+                                } else if value.len() <= self.max_event_bytes {
+                                    lent = Some(value);
+                                    self.has_data = true;
+                                } else {
+                                    self.add_data_line(value);
+                                }
+                            }
+                            Line::Dispatch => {
+                                self.dispatch(lent.take(), &mut |e| on_event(e, at));
+                            }
+                        }
                     } else {
                         self.push_line(head);
                         let line = std::mem::take(&mut self.line);
-                        self.process_line(&line, &mut emit);
+                        match self.process_line(&line) {
+                            Line::Nothing => {}
+                            Line::Data(value) => {
+                                self.materialize(&mut lent);
+                                self.add_data_line(value);
+                            }
+                            Line::Dispatch => {
+                                self.dispatch(lent.take(), &mut |e| on_event(e, at));
+                            }
+                        }
                         self.line = line;
                         self.line.clear();
                         self.line_overflow = false;
                     }
                 }
                 None => {
-                    self.push_line(chunk);
+                    if self.data_open {
+                        self.append_data(chunk);
+                    } else {
+                        self.push_line(chunk);
+                        self.open_data_line(&mut lent);
+                    }
                     chunk = &[];
                 }
             }
         }
+        self.materialize(&mut lent);
     }
 
     /// Whether the stream ended in the middle of an event (bytes after the last dispatched one).
     /// Per the SSE spec such an unfinished event is discarded, not dispatched.
     pub fn has_partial_event(&self) -> bool {
-        !self.line.is_empty() || self.line_overflow || self.has_data || self.truncated
+        !self.line.is_empty()
+            || self.line_overflow
+            || self.data_open
+            || self.has_data
+            || self.truncated
     }
 
     /// Whether the unfinished event is already over the size limit (it will be dispatched as
@@ -153,6 +213,76 @@ impl SseParser {
         chunk
     }
 
+    /// Copies lent data into the event buffer (before more data joins it, or when the chunk
+    /// it lives in is about to go).
+    fn materialize(&mut self, lent: &mut Option<&[u8]>) {
+        if let Some(value) = lent.take() {
+            self.data.clear();
+            self.data.extend_from_slice(value);
+        }
+    }
+
+    /// Once an unterminated line is known to be a `data:` line, moves its value into `data`
+    /// and keeps appending the rest of the line there as it arrives.
+    fn open_data_line(&mut self, lent: &mut Option<&[u8]>) {
+        if self.line_overflow || !self.line.starts_with(b"data:") {
+            return;
+        }
+        self.materialize(lent);
+        let line = std::mem::take(&mut self.line);
+        let value = line.get(5..).unwrap_or_default();
+        self.data_open = true;
+        self.data_space_pending = true;
+        if self.truncated {
+            // Later data lines of a truncated event are dropped.
+        } else if self.has_data {
+            self.push_data(b"\n");
+        }
+        self.has_data = true;
+        self.append_data(value);
+        self.line = line;
+        self.line.clear();
+    }
+
+    /// Appends part of the open data line's value (its leading space stripped once).
+    fn append_data(&mut self, mut bytes: &[u8]) {
+        if self.data_space_pending && !bytes.is_empty() {
+            self.data_space_pending = false;
+            bytes = bytes.strip_prefix(b" ").unwrap_or(bytes);
+        }
+        self.push_data(bytes);
+    }
+
+    fn push_data(&mut self, bytes: &[u8]) {
+        if self.truncated {
+            return;
+        }
+        if self.data.len() + bytes.len() > self.max_event_bytes {
+            self.truncated = true;
+            self.data.clear();
+            return;
+        }
+        self.data.extend_from_slice(bytes);
+    }
+
+    /// A complete data line's value joins the event's data.
+    fn add_data_line(&mut self, value: &[u8]) {
+        if self.truncated {
+            return;
+        }
+        let extra = value.len() + usize::from(self.has_data);
+        if self.data.len() + extra > self.max_event_bytes {
+            self.truncated = true;
+            self.data.clear();
+            return;
+        }
+        if self.has_data {
+            self.data.push(b'\n');
+        }
+        self.data.extend_from_slice(value);
+        self.has_data = true;
+    }
+
     fn push_line(&mut self, bytes: &[u8]) {
         if self.line_overflow {
             return;
@@ -167,21 +297,21 @@ impl SseParser {
         self.line.extend_from_slice(bytes);
     }
 
-    fn process_line(&mut self, line: &[u8], on_event: &mut impl FnMut(SseEvent<'_>)) {
+    fn process_line<'l>(&mut self, line: &'l [u8]) -> Line<'l> {
         if self.line_overflow {
             // An overlong data line truncates its event; any other overlong line is dropped,
             // exactly as when the same line arrives in one piece.
             if self.overflow_is_data {
                 self.truncated = true;
+                self.data.clear();
             }
-            return;
+            return Line::Nothing;
         }
         if line.is_empty() {
-            self.dispatch(on_event);
-            return;
+            return Line::Dispatch;
         }
         if line.first() == Some(&b':') {
-            return; // comment
+            return Line::Nothing; // comment
         }
         let (field, value) = match line.iter().position(|&b| b == b':') {
             Some(i) => {
@@ -192,22 +322,7 @@ impl SseParser {
             None => (line, &[][..]),
         };
         match field {
-            b"data" => {
-                if self.truncated {
-                    return;
-                }
-                let extra = value.len() + usize::from(self.has_data);
-                if self.data.len() + extra > self.max_event_bytes {
-                    self.truncated = true;
-                    self.data.clear();
-                    return;
-                }
-                if self.has_data {
-                    self.data.push(b'\n');
-                }
-                self.data.extend_from_slice(value);
-                self.has_data = true;
-            }
+            b"data" => return Line::Data(value),
             b"event" => {
                 self.event.clear();
                 self.event.extend_from_slice(value);
@@ -220,14 +335,19 @@ impl SseParser {
             }
             _ => {}
         }
+        Line::Nothing
     }
 
-    fn dispatch(&mut self, on_event: &mut impl FnMut(SseEvent<'_>)) {
+    fn dispatch(&mut self, lent: Option<&[u8]>, on_event: &mut impl FnMut(SseEvent<'_>)) {
         if self.has_data || self.truncated {
             on_event(SseEvent {
                 event: self.has_event.then_some(self.event.as_slice()),
                 id: self.has_id.then_some(self.id.as_slice()),
-                data: if self.truncated { &[] } else { &self.data },
+                data: if self.truncated {
+                    &[]
+                } else {
+                    lent.unwrap_or(&self.data)
+                },
                 truncated: self.truncated,
             });
         }
@@ -377,6 +497,49 @@ mod tests {
             String::from_utf8_lossy(&out),
             "id: 1\ndata: \n\nevent: message\ndata: {\"b\":2}\n\ndata: keep\n\n"
         );
+    }
+
+    #[test]
+    fn the_size_limit_is_the_same_whole_or_in_chunks_at_its_exact_edge() {
+        for (lines, max, truncated) in [
+            (vec!["x".repeat(100)], 100, false),
+            (vec!["x".repeat(101)], 100, true),
+            // Two lines and their joining newline: 49 + 1 + 50 = 100.
+            (vec!["a".repeat(49), "b".repeat(50)], 100, false),
+            (vec!["a".repeat(50), "b".repeat(50)], 100, true),
+        ] {
+            let body: String = lines.iter().map(|l| format!("data: {l}\n")).collect();
+            let body = format!("{body}\ndata: next\n\n");
+            let whole = run(&[body.as_bytes()], max);
+            for size in [1, 3, 7, 40, 64] {
+                let chunks: Vec<&[u8]> = body.as_bytes().chunks(size).collect();
+                assert_eq!(run(&chunks, max), whole, "{max} in chunks of {size}");
+            }
+            let (events, partial) = whole;
+            assert!(!partial);
+            assert_eq!(events.len(), 2);
+            let first = events.first().map(|e| (e.truncated, e.data.len()));
+            let want = if truncated {
+                (true, 0)
+            } else {
+                (false, lines.join("\n").len())
+            };
+            assert_eq!(first, Some(want), "{lines:?} max {max}");
+        }
+    }
+
+    #[test]
+    fn a_data_line_longer_than_a_chunk_arrives_whole_and_unaltered() {
+        let text: String = (0..5000)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect();
+        let body = format!("event: message\ndata: {text}\n\n");
+        for size in [1, 2, 5, 16, 4096] {
+            let chunks: Vec<&[u8]> = body.as_bytes().chunks(size).collect();
+            let (events, partial) = run(&chunks, 1 << 20);
+            assert!(!partial);
+            assert_eq!(data(&events), vec![text.clone()], "chunks of {size}");
+        }
     }
 
     #[test]

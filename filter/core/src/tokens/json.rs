@@ -24,20 +24,127 @@ pub struct ResultTokens {
     /// Image and audio blocks and binary resources. Models price these by pixels or seconds,
     /// not as text, so they are counted but not converted to tokens.
     pub media: u32,
+    /// The result's `isError` is `true`: the tool ran and failed. Read in the same pass.
+    pub is_error: bool,
 }
 
 #[derive(Deserialize)]
-struct Response<'a> {
+struct Envelope<'a> {
     #[serde(borrow, default)]
-    result: Option<CallToolResult<'a>>,
+    result: Option<&'a RawValue>,
 }
 
-#[derive(Deserialize)]
+/// The parts of a `tools/call` result that are read, taken in one pass over its JSON. Unlike a
+/// derived struct, a field of the wrong type does not stop the others from being read: a
+/// malformed `content` still leaves `isError`, as when each was parsed on its own.
+#[derive(Default)]
 struct CallToolResult<'a> {
-    #[serde(borrow, default)]
-    content: Vec<&'a RawValue>,
-    #[serde(borrow, default, rename = "structuredContent")]
+    /// `None` when `content` is not an array (or repeated): the result is not counted.
+    content: Option<Vec<&'a RawValue>>,
+    content_seen: bool,
     structured: Option<&'a RawValue>,
+    structured_seen: u8,
+    /// `isError` values seen; the flag counts only when it appears once.
+    is_error: Option<&'a RawValue>,
+    is_error_seen: u8,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for CallToolResult<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(ResultVisitor)
+    }
+}
+
+struct ResultVisitor;
+
+impl<'de> serde::de::Visitor<'de> for ResultVisitor {
+    type Value = CallToolResult<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a tools/call result object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut r = CallToolResult::default();
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match key.as_ref() {
+                "content" => {
+                    let seq = map.next_value::<MaybeArray<'de>>()?.0;
+                    r.content = if r.content_seen { None } else { seq };
+                    r.content_seen = true;
+                }
+                "structuredContent" => {
+                    r.structured = Some(map.next_value()?);
+                    r.structured_seen = r.structured_seen.saturating_add(1);
+                }
+                "isError" => {
+                    r.is_error = Some(map.next_value()?);
+                    r.is_error_seen = r.is_error_seen.saturating_add(1);
+                }
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        if !r.content_seen {
+            r.content = Some(Vec::new());
+        }
+        Ok(r)
+    }
+}
+
+/// An array's elements, or `None` for any other JSON value (which is consumed, not rejected).
+struct MaybeArray<'a>(Option<Vec<&'a RawValue>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for MaybeArray<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ArrayVisitor)
+    }
+}
+
+struct ArrayVisitor;
+
+impl<'de> serde::de::Visitor<'de> for ArrayVisitor {
+    type Value = MaybeArray<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(1).min(64));
+        while let Some(item) = seq.next_element::<&'de RawValue>()? {
+            items.push(item);
+        }
+        Ok(MaybeArray(Some(items)))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map
+            .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+            .is_some()
+        {}
+        Ok(MaybeArray(None))
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(MaybeArray(None))
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(MaybeArray(None))
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(MaybeArray(None))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(MaybeArray(None))
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(MaybeArray(None))
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(MaybeArray(None))
+    }
 }
 
 #[derive(Deserialize)]
@@ -104,11 +211,49 @@ impl TokenCounting {
     /// Model-visible tokens of a `tools/call` response message (a JSON body or one SSE event's
     /// data). `None` if it is not a JSON-RPC response with a result object.
     pub fn count_tool_result(&self, message: &[u8]) -> Option<ResultTokens> {
-        let response: Response<'_> = serde_json::from_slice(message).ok()?;
-        let result = response.result?;
+        let envelope: Envelope<'_> = serde_json::from_slice(message).ok()?;
+        self.count_call_result(envelope.result?.get().as_bytes())
+    }
+
+    /// Model-visible tokens and `isError` of a `tools/call` result value (the JSON of the
+    /// response's `result` member), in one pass. `None` if it is not a result object with a
+    /// `content` array (then see [`tool_result_is_error`] for the flag alone).
+    pub fn count_call_result(&self, result: &[u8]) -> Option<ResultTokens> {
+        read_call_result(result, Some(self)).1
+    }
+}
+
+/// Whether a `tools/call` result value (the `result` member's JSON) says `"isError": true`.
+pub fn tool_result_is_error(result: &[u8]) -> bool {
+    read_call_result(result, None).0
+}
+
+/// Reads a `tools/call` result value once: its `isError` flag and, with `counting`, its tokens.
+fn read_call_result(
+    result: &[u8],
+    counting: Option<&TokenCounting>,
+) -> (bool, Option<ResultTokens>) {
+    let Ok(result) = serde_json::from_slice::<CallToolResult<'_>>(result) else {
+        return (false, None);
+    };
+    let is_error = result.is_error_seen == 1 && result.is_error.is_some_and(|r| r.get() == "true");
+    let (Some(counting), Some(content)) = (counting, &result.content) else {
+        return (is_error, None);
+    };
+    // A repeated `structuredContent` made the derived struct this replaced fail.
+    if result.structured_seen > 1 {
+        return (is_error, None);
+    }
+    let mut tokens = counting.count_blocks(content, result.structured);
+    tokens.is_error = is_error;
+    (is_error, Some(tokens))
+}
+
+impl TokenCounting {
+    fn count_blocks(&self, content: &[&RawValue], structured: Option<&RawValue>) -> ResultTokens {
         let mut c = self.counter();
         let mut tokens = ResultTokens::default();
-        for raw in &result.content {
+        for raw in content {
             let block: Option<Block<'_>> = serde_json::from_str(raw.get()).ok();
             match block {
                 Some(Block {
@@ -139,12 +284,12 @@ impl TokenCounting {
                 _ => tokens.text += self.count_json(raw.get().as_bytes()),
             }
         }
-        if result.content.is_empty() {
-            if let Some(structured) = result.structured {
+        if content.is_empty() {
+            if let Some(structured) = structured.filter(|s| s.get() != "null") {
                 tokens.text += self.count_json(structured.get().as_bytes());
             }
         }
-        Some(tokens)
+        tokens
     }
 
     /// Model-visible tokens of a `tools/list` response message: each tool as the model gets it
@@ -397,7 +542,8 @@ mod tests {
             got,
             Some(ResultTokens {
                 text: 2 * one,
-                media: 2
+                media: 2,
+                is_error: false,
             })
         );
     }
@@ -412,6 +558,54 @@ mod tests {
         let b = t.count_tool_result(without).map(|r| r.text);
         assert_eq!(a, Some(t.count_text(br#"{"t":21}"#)));
         assert_eq!(b, Some(t.count_json(br#"{"t":21}"#)));
+    }
+
+    #[test]
+    fn the_error_flag_comes_from_the_same_read_as_the_tokens() {
+        let t = TokenCounting::default();
+        for (result, is_error, counted) in [
+            (
+                r#"{"content":[{"type":"text","text":"boom"}],"isError":true}"#,
+                true,
+                true,
+            ),
+            (r#"{"isError":true,"content":[]}"#, true, true),
+            (r#"{"content":[],"isError":false}"#, false, true),
+            (r#"{"content":[]}"#, false, true),
+            (r#"{"content":[],"isError":"yes"}"#, false, true),
+            (r#"{"content":[],"isError":null}"#, false, true),
+            // The flag is read even when the content is not an array.
+            (r#"{"content":"oops","isError":true}"#, true, false),
+            (r#"{"content":null,"isError":true}"#, true, false),
+            (r#"{"content":{"a":[1]},"isError":true}"#, true, false),
+            // A repeated flag is no flag (as a derived struct rejects it).
+            (
+                r#"{"content":[],"isError":true,"isError":true}"#,
+                false,
+                true,
+            ),
+            (
+                r#"{"content":[],"structuredContent":1,"structuredContent":2}"#,
+                false,
+                false,
+            ),
+            (r#"{"content":[],"content":[]}"#, false, false),
+            ("42", false, false),
+            ("\"text\"", false, false),
+        ] {
+            let got = t.count_call_result(result.as_bytes());
+            assert_eq!(got.is_some(), counted, "{result}");
+            assert_eq!(
+                got.is_some_and(|r| r.is_error),
+                is_error && counted,
+                "{result}"
+            );
+            assert_eq!(
+                tool_result_is_error(result.as_bytes()),
+                is_error,
+                "{result}"
+            );
+        }
     }
 
     #[test]

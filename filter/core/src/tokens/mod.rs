@@ -28,7 +28,7 @@ mod exact;
 
 use serde::Deserialize;
 
-pub use json::{compact_json, ResultTokens};
+pub use json::{compact_json, tool_result_is_error, ResultTokens};
 
 use model::Estimate;
 use scan::{Rules, Scanner};

@@ -92,6 +92,7 @@ fn structural_tokens(key: &[u8], vocab: &[u64]) -> u32 {
 /// Price of a piece, in thousandths of a token.
 pub(super) type Milli = i64;
 
+#[inline]
 fn len_slot(n: u32, max: usize) -> (usize, u32) {
     let n = usize::try_from(n).unwrap_or(usize::MAX);
     if n > max {
@@ -101,6 +102,7 @@ fn len_slot(n: u32, max: usize) -> (usize, u32) {
     }
 }
 
+#[inline]
 fn shape(w: &Word) -> usize {
     if w.uppers == 0 {
         SHAPE_LOWER
@@ -217,6 +219,7 @@ pub(super) fn price(tables: &Tables, piece: Piece<'_>, blob: Blob) -> Milli {
     total
 }
 
+#[inline]
 fn param(tables: &Tables, slot: usize) -> Milli {
     Milli::from(tables.params.get(slot).copied().unwrap_or(0))
 }
@@ -224,12 +227,14 @@ fn param(tables: &Tables, slot: usize) -> Milli {
 /// Prices of a word as an ordinary word, as part of a base64 run and of a hex run: the same
 /// sums as [`features`] gives for each, computed together because every word inside a run of
 /// letters and digits needs all three until the run ends.
+#[inline]
 pub(super) fn word_prices(tables: &Tables, w: &Word) -> [Milli; 3] {
     BLOBS.map(|blob| word_price(tables, w, blob))
 }
 
 /// Price of a word in a run of kind `blob` ([`Blob::No`] for ordinary text); the same sum
 /// as [`features`] gives.
+#[inline]
 pub(super) fn word_price(tables: &Tables, w: &Word, blob: Blob) -> Milli {
     let (slot, extra) = len_slot(w.letters, LEN);
     let extra = Milli::from(extra);
@@ -305,6 +310,7 @@ impl Estimate {
 }
 
 impl Sink for Estimate {
+    #[inline(always)]
     fn piece(&mut self, piece: Piece<'_>, _span: Span, in_run: InRun) {
         match (piece, in_run) {
             (Piece::Word(w), InRun::Open) => {
@@ -347,6 +353,7 @@ impl Sink for Estimate {
         }
     }
 
+    #[inline(always)]
     fn end_run(&mut self, blob: Blob) {
         let i = BLOBS.iter().position(|&b| b == blob).unwrap_or(0);
         self.total += self.run.get(i).copied().unwrap_or(0);

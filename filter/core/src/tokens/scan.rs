@@ -559,10 +559,15 @@ impl Scanner {
             let taken = match self.state {
                 #[cfg(test)]
                 _ if self.no_fast_paths => 0,
-                State::Word => match self.take_letters(rest) {
-                    0 => self.take_space_word(rest, sink),
-                    n => n,
-                },
+                State::Word => {
+                    // Advances `pos` itself: it emits pieces on the way.
+                    let n = self.take_words(rest, sink);
+                    if n > 0 {
+                        i += n;
+                        continue;
+                    }
+                    0
+                }
                 State::Spaces => self.take_spaces(rest),
                 State::Digits => self.take_digits(rest),
                 State::Punct if !self.punct.in_trail => self.take_punct(rest),
@@ -580,9 +585,77 @@ impl Scanner {
         }
     }
 
+    /// In a word: takes its letters and then, without going back to the outer loop, the
+    /// commonest ways one word ends and the next begins (a space, a run of punctuation, a
+    /// space after punctuation, a case change), for as long as a word follows. Each boundary
+    /// goes through [`Scanner::on_char`], so the pieces and sink calls are the general
+    /// machine's; this only skips its dispatch. Stops, in a state the machine continues from,
+    /// at anything else or at the end of `bytes`. Advances `pos` itself; returns bytes taken.
+    fn take_words<S: Sink>(&mut self, bytes: &[u8], sink: &mut S) -> usize {
+        let mut i = 0;
+        // Invariant at the top of the loop: the scanner is in `State::Word`.
+        loop {
+            let n = self.take_letters(bytes.get(i..).unwrap_or_default());
+            i += n;
+            self.pos += n as u64;
+            let Some(&b) = bytes.get(i) else {
+                return i;
+            };
+            let ch = ascii(b);
+            if !ch.ascii {
+                return i;
+            }
+            match ch.kind {
+                Kind::Space => match self.take_space_word(bytes.get(i..).unwrap_or_default(), sink)
+                {
+                    0 => return i,
+                    n => {
+                        i += n;
+                        self.pos += n as u64;
+                    }
+                },
+                // o200k: an uppercase letter after a lowercase one starts the next word.
+                Kind::Upper | Kind::Lower => {
+                    self.char_at(ch, sink);
+                    i += 1;
+                }
+                Kind::Punct => {
+                    self.char_at(ch, sink);
+                    i += 1;
+                    let n = self.take_punct(bytes.get(i..).unwrap_or_default());
+                    i += n;
+                    self.pos += n as u64;
+                    let next = |k: usize| bytes.get(i + k).map_or(INVALID, |&b| ascii(b));
+                    let c = next(0);
+                    let letter = |c: Ch| c.ascii && matches!(c.kind, Kind::Upper | Kind::Lower);
+                    if letter(c) {
+                        self.char_at(c, sink);
+                        i += 1;
+                    } else if c.kind == Kind::Space && letter(next(1)) {
+                        self.char_at(c, sink);
+                        self.char_at(next(1), sink);
+                        i += 2;
+                    } else {
+                        return i;
+                    }
+                }
+                _ => return i,
+            }
+        }
+    }
+
+    /// The general machine's step for an ASCII character at `pos`.
+    #[inline(always)]
+    fn char_at<S: Sink>(&mut self, ch: Ch, sink: &mut S) {
+        let at = self.pos;
+        self.pos += 1;
+        self.on_char(ch, at, sink);
+    }
+
     /// Adds the ASCII letters at the start of `bytes` to the current word, up to a letter that
     /// would start a new piece; returns how many. The counters live in locals during the loop:
     /// this is the innermost loop of the estimator.
+    #[inline]
     fn take_letters(&mut self, bytes: &[u8]) -> usize {
         let split = self.rules.split_case;
         let w = &mut self.word;
@@ -624,6 +697,7 @@ impl Scanner {
     /// The commonest boundary in text, a word, one space and the next word, taken in one step:
     /// the same pieces and the same calls to `sink` as the general machine makes for the space
     /// and the letter after it. Needs both bytes in this chunk; returns how many were taken.
+    #[inline(always)]
     fn take_space_word<S: Sink>(&mut self, bytes: &[u8], sink: &mut S) -> usize {
         let (Some(b' '), Some(&next)) = (bytes.first(), bytes.get(1)) else {
             return 0;
@@ -791,6 +865,7 @@ impl Scanner {
         }
     }
 
+    #[inline(always)]
     fn end_run<S: Sink>(&mut self, sink: &mut S) {
         if self.run.len > 0 {
             sink.end_run(self.run.blob());
@@ -798,6 +873,7 @@ impl Scanner {
         }
     }
 
+    #[inline(always)]
     fn in_run(&self) -> InRun {
         if self.run.len == 0 {
             InRun::No
@@ -812,6 +888,7 @@ impl Scanner {
         sink.piece(piece, Span { start, end }, self.in_run());
     }
 
+    #[inline(always)]
     fn emit_word<S: Sink>(&mut self, end: u64, sink: &mut S) {
         self.word.foreign = self.foreign > 0;
         let span = Span {
@@ -831,6 +908,7 @@ impl Scanner {
         self.emit(Piece::Digits(self.digits), self.digits_start, end, sink);
     }
 
+    #[inline(always)]
     fn emit_punct<S: Sink>(&mut self, end: u64, sink: &mut S) {
         let span = Span {
             start: self.punct.start,
@@ -942,6 +1020,7 @@ impl Scanner {
         }
     }
 
+    #[inline(always)]
     fn step_punct<S: Sink>(&mut self, ch: Ch, at: u64, sink: &mut S) {
         match ch.kind {
             Kind::Punct => {
@@ -980,6 +1059,7 @@ impl Scanner {
         }
     }
 
+    #[inline(always)]
     fn step_spaces<S: Sink>(&mut self, ch: Ch, at: u64, sink: &mut S) {
         let s = self.spaces;
         match ch.kind {
