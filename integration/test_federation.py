@@ -868,3 +868,31 @@ def test_bad_federation_config_fails_validate_naming_the_field(validated: dict[s
     assert rc == 1, log[-3000:]
     errors = [line for line in log.splitlines() if "invalid plugin configuration" in line]
     assert errors and BAD_CONFIGS[case][1] in errors[0], log[-3000:]
+
+
+def test_a_merged_list_served_from_the_cache_counts_the_tokens_its_first_merge_counted(gw: harness.Envoy, http: httpx.Client) -> None:
+    """The first tools/list of a new capability scope is merged from the servers and its tokens
+    are counted from the reply; the repeats are served from the cache with the count remembered
+    for that cached version (not counted again): the same figure each time."""
+
+    def tokens() -> tuple[float, float]:
+        found = dict(re.findall(r"^mcp_tools_list_tokens_(sum|count)\{?[^ ]*\}? (\S+)$", gw.prometheus(), re.M))
+        return float(found.get("sum", 0)), float(found.get("count", 0))
+
+    s = session(http, gw, capabilities=fresh_scope())
+    # Lists of earlier tests may not have reached the admin page yet (histograms are flushed
+    # every 5 s): start from a figure that one flush interval leaves unchanged.
+    before = tokens()
+    time.sleep(5.5)
+    while tokens() != before:
+        before = tokens()
+        time.sleep(5.5)
+    sum0, count0 = before
+    first = merged(s, "tools/list")
+    harness.wait_until(lambda: tokens()[1] >= count0 + 1, timeout=15, what="the first list's tokens")
+    per_list = tokens()[0] - sum0
+    assert per_list > 500, per_list  # server-everything alone lists ~20 tools
+    for _ in range(2):
+        assert merged(s, "tools/list") == first
+    harness.wait_until(lambda: tokens()[1] >= count0 + 3, timeout=15, what="the cached lists' tokens")
+    assert tokens()[0] - sum0 == pytest.approx(3 * per_list), (tokens(), sum0, per_list)

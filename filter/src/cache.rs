@@ -18,6 +18,9 @@ struct Entry {
     owners: HashMap<String, usize>,
     /// Literal prefixes of URI templates (up to the first `{`), longest first.
     templates: Vec<(String, usize)>,
+    /// Model tokens of the list as served unfiltered, counted on first use: this entry's
+    /// `result` never changes (a new version is a new entry), so neither does its count.
+    tokens: std::cell::Cell<Option<u64>>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -253,6 +256,21 @@ fn build_entry(
         result,
         owners: owners.into_iter().collect(),
         templates,
+        tokens: std::cell::Cell::new(None),
+    }
+}
+
+impl ListCache {
+    /// The token count of the cached `kind` list as served unfiltered: remembered, or counted
+    /// now with `count` (which gets the reply body) and remembered.
+    pub fn list_tokens(&self, kind: ListKind, count: impl FnOnce() -> Option<u64>) -> Option<u64> {
+        let entry = self.entry(kind)?;
+        if let Some(n) = entry.tokens.get() {
+            return Some(n);
+        }
+        let n = count()?;
+        entry.tokens.set(Some(n));
+        Some(n)
     }
 }
 

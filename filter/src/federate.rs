@@ -226,11 +226,15 @@ impl GatewayHttp {
             Plan::Reply { status, body } => {
                 let id = self.info.as_ref().and_then(|i| i.id.as_deref());
                 let known = status == 200 && fanout::is_result_reply(id, &body);
-                let body = self.filter_listing(Some(fed), &body).unwrap_or(body);
-                if known {
-                    self.local_result(&body);
-                } else {
-                    self.local_answer(status, &body, None);
+                match self.filter_listing(Some(fed), &body) {
+                    Some(filtered) if filtered != body => {
+                        self.local_answer(status, &filtered, None)
+                    }
+                    _ if known => {
+                        let tokens = self.cached_list_tokens(&body);
+                        self.local_result(&body, tokens);
+                    }
+                    _ => self.local_answer(status, &body, None),
                 }
                 Next::Pause
             }
@@ -241,6 +245,19 @@ impl GatewayHttp {
                 self.start_fanout(fed, fan, After::Replan(session))
             }
         }
+    }
+
+    /// Tokens of the cached tools list this reply serves, when telemetry counts them: counted
+    /// once per cached version, not on every tools/list.
+    fn cached_list_tokens(&self, body: &str) -> Option<u64> {
+        let tel = &self.config.telemetry;
+        let counting = tel.tokens.filter(|_| tel.enabled)?;
+        if self.info_method() != "tools/list" {
+            return None;
+        }
+        self.cache.borrow().list_tokens(ListKind::Tools, || {
+            counting.count_tools_list(body.as_bytes())
+        })
     }
 
     /// DELETE of a gateway session: end every upstream session.

@@ -158,18 +158,19 @@ impl GatewayHttp {
 
     /// Answers a valid request locally (federation: merged lists, initialize, ping, errors).
     pub(crate) fn local_answer(&mut self, status: u16, body: &str, session_id: Option<&str>) {
-        self.local_answer_with(status, body, session_id, &[], false);
+        self.local_answer_with(status, body, session_id, &[], None);
     }
 
     /// A JSON-RPC result the gateway built itself (a cached merged list): its outcome is known,
-    /// so unless telemetry or limits want figures from it, the body is not parsed again.
-    pub(crate) fn local_result(&mut self, body: &str) {
-        self.local_answer_with(200, body, None, &[], true);
+    /// and a list's token count (`tokens`, remembered per cached version) is all telemetry
+    /// wants from it, so the body is not parsed again.
+    pub(crate) fn local_result(&mut self, body: &str, tokens: Option<u64>) {
+        self.local_answer_with(200, body, None, &[], Some(tokens));
     }
 
     /// A cached tools/call result, answered without the upstream.
     pub(crate) fn answer_from_cache(&mut self, body: &str) {
-        self.local_answer_with(200, body, None, &[("x-mcp-cache", "hit")], false);
+        self.local_answer_with(200, body, None, &[("x-mcp-cache", "hit")], None);
     }
 
     fn local_answer_with(
@@ -178,19 +179,27 @@ impl GatewayHttp {
         body: &str,
         session_id: Option<&str>,
         extra: &[(&str, &str)],
-        known_result: bool,
+        known_result: Option<Option<u64>>,
     ) {
         self.phase = Phase::Replied;
+        // What a result the gateway built can tell without being parsed: its outcome, and the
+        // tokens the caller counted. Enough unless the result itself is wanted, or tokens of
+        // something other than a list.
+        let known = known_result.filter(|tokens| match self.observation() {
+            (None, false) => true,
+            (Some((counting, Measure::ToolsList)), false) => counting.is_none() || tokens.is_some(),
+            _ => false,
+        });
         let summary = if status == 202 || body.is_empty() {
             None
-        } else if known_result && matches!(self.observation(), (None, false)) {
+        } else if let Some(tokens) = known {
             Some(Summary {
                 outcome: Outcome::Ok,
                 error_code: None,
                 notifications: 0,
                 server_requests: 0,
                 garbled: 0,
-                tokens: None,
+                tokens,
                 result: None,
                 tools: Vec::new(),
             })
