@@ -395,6 +395,8 @@ class Variant:
     # For C levels: the plugin configuration, and what validation had to say.
     plugin_config: dict[str, Any] | None = None
     note: str = ""
+    # Envoy writes the filter's audit record with a JSON access logger (the demo's format).
+    access_log: bool = False
 
 
 ROUTER_FILTER = {
@@ -602,7 +604,34 @@ def level_variant(level: Level, plugin_config: dict[str, Any], material: dict[st
         tool_prefix=f"{FED_SERVERS[0]}__" if level.federated else "",
         plugin_config=plugin_config,
         note=note,
+        access_log="telemetry+audit" in level.fragments,
     )
+
+
+# The audit record as envoy/demo.yaml writes it: Envoy's own fields and the filter's state.
+AUDIT_FIELDS = ("method", "name", "outcome", "server", "subject", "client", "session", "decision",
+                "reason", "error_code", "latency_us", "tokens_in", "tokens_out", "request_id",
+                "arguments", "result")
+
+
+def audit_access_log() -> list[dict[str, Any]]:
+    """A JSON file access log of every request, written to /dev/null: the formatting (reading
+    the filter state, building the JSON) is measured, not the disk."""
+    fmt = {
+        "start_time": "%START_TIME%", "method": "%REQ(:METHOD)%", "path": "%REQ(:PATH)%",
+        "status": "%RESPONSE_CODE%", "response_flags": "%RESPONSE_FLAGS%",
+        "duration_ms": "%DURATION%", "upstream_cluster": "%UPSTREAM_CLUSTER%",
+        "request_id": "%REQ(X-REQUEST-ID)%", "trace_id": "%TRACE_ID%",
+        **{f"mcp_{f}": f"%FILTER_STATE(wasm.mcp_{f}:PLAIN)%" for f in AUDIT_FIELDS},
+    }
+    return [{
+        "name": "envoy.access_loggers.file",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+            "path": "/dev/null",
+            "log_format": {"json_format": fmt},
+        },
+    }]
 
 
 def yardsticks() -> list[Variant]:
@@ -747,6 +776,7 @@ def proxy_bootstrap(
             "virtual_hosts": [{"name": "mcp", "domains": ["*"], "routes": routes}],
         },
         "http_filters": variant.http_filters,
+        **({"access_log": audit_access_log()} if variant.access_log else {}),
     }
     return {
         "admin": admin(admin_port),

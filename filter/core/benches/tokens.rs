@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use std::hint::black_box;
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use mcp_gateway_core::tokens::{estimate, Encoding, TokenCounter, TokenCounting};
 
 /// The corpus, concatenated per category.
@@ -119,4 +119,28 @@ fn bench_tiktoken(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench_estimate, bench_json, bench_tiktoken);
-criterion_main!(benches);
+
+/// With `TOKENS_PROFILE=<encoding>` set, estimates the whole corpus `TOKENS_PROFILE_REPS`
+/// times (default 1) and exits, for an instruction count under cachegrind: run it with 1 and 3
+/// repetitions and divide the difference by twice the corpus size to get instructions per byte.
+///
+/// `valgrind --tool=cachegrind --cache-sim=no target/release/deps/tokens-* --bench`
+fn profile(encoding: &str) {
+    let encoding = Encoding::from_name(encoding).expect("TOKENS_PROFILE: an encoding name");
+    let reps: usize = std::env::var("TOKENS_PROFILE_REPS").map_or(1, |r| r.parse().unwrap());
+    let all: String = categories().iter().map(|(_, b)| b.as_str()).collect();
+    let mut total = 0;
+    for _ in 0..reps {
+        total += estimate(encoding, black_box(all.as_bytes()));
+    }
+    println!("{} bytes, {total} tokens over {reps} runs", all.len());
+}
+
+fn main() {
+    if let Ok(encoding) = std::env::var("TOKENS_PROFILE") {
+        profile(&encoding);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -294,6 +294,57 @@ mod tests {
         "a  b   c\t\td 123456789 1.5e-3 ,\n/ x",
     ];
 
+    /// Building blocks of the fast-path property test: mostly ASCII, one or a few bytes each.
+    const FRAGMENTS: &[&[u8]] = &[
+        b"a",
+        b"e",
+        b"x",
+        b"k",
+        b"f",
+        b"A",
+        b"B",
+        b"Q",
+        b"0",
+        b"7",
+        b" ",
+        b" ",
+        b"\n",
+        b"\r",
+        b"\t",
+        b"\x0b",
+        b".",
+        b"_",
+        b"\"",
+        b"'",
+        b"/",
+        b"-",
+        b"(",
+        b"{",
+        b"}",
+        b"[",
+        b"]",
+        b":",
+        b",",
+        b"!",
+        b"\x00",
+        b"\x7f",
+        b"the ",
+        b"Word",
+        b"camelCase",
+        b"\":\"",
+        b"},\n  ",
+        b"\xc3\xa9",
+        b"\xc3\x89",
+        b"\xe2\x80\x94",
+        b"\xe6\x97\xa5",
+        b"\xf0\x9f\x98\x80",
+        b"\xff",
+        b"\xc3",
+        b"\xd0\xb6",
+        b"\xc2\xa0",
+        b"\xd9\xa3",
+    ];
+
     /// The count with the scanner's fast paths turned off: the plain state machine.
     fn slow(encoding: Encoding, bytes: &[u8]) -> u64 {
         let mut scanner = Scanner::new(encoding.rules());
@@ -512,6 +563,36 @@ mod tests {
                 let (a, b) = bytes.split_at(at);
                 prop_assert_eq!(chunked(encoding, &[a, b]), estimate(encoding, bytes));
                 prop_assert_eq!(slow(encoding, bytes), estimate(encoding, bytes));
+            }
+        }
+
+        #[test]
+        fn the_ascii_fast_path_counts_like_the_plain_state_machine_in_any_chunks(
+            pieces in proptest::collection::vec((0..FRAGMENTS.len(), 1usize..24), 0..60),
+            cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..6),
+        ) {
+            // Runs of letters of both cases, digits, every kind of whitespace and punctuation
+            // (JSON structure, slashes after newlines), with accented letters, symbols, CJK,
+            // emoji and broken UTF-8 mixed in: every place the fast path hands over.
+            let mut bytes = Vec::new();
+            for (k, times) in pieces {
+                for _ in 0..times {
+                    bytes.extend_from_slice(FRAGMENTS[k]);
+                }
+            }
+            for encoding in Encoding::ALL {
+                let want = slow(encoding, &bytes);
+                prop_assert_eq!(estimate(encoding, &bytes), want);
+                let mut points: Vec<usize> = cuts.iter().map(|i| i.index(bytes.len() + 1)).collect();
+                points.sort_unstable();
+                let mut chunks = Vec::new();
+                let mut last = 0;
+                for p in points {
+                    chunks.push(&bytes[last..p]);
+                    last = p;
+                }
+                chunks.push(&bytes[last..]);
+                prop_assert_eq!(chunked(encoding, &chunks), want);
             }
         }
 

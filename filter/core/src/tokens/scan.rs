@@ -559,9 +559,9 @@ impl Scanner {
             let taken = match self.state {
                 #[cfg(test)]
                 _ if self.no_fast_paths => 0,
-                State::Word => {
+                State::Start | State::Word => {
                     // Advances `pos` itself: it emits pieces on the way.
-                    let n = self.take_words(rest, sink);
+                    let n = self.take_pieces(rest, sink);
                     if n > 0 {
                         i += n;
                         continue;
@@ -585,71 +585,225 @@ impl Scanner {
         }
     }
 
-    /// In a word: takes its letters and then, without going back to the outer loop, the
-    /// commonest ways one word ends and the next begins (a space, a run of punctuation, a
-    /// space after punctuation, a case change), for as long as a word follows. Each boundary
-    /// goes through [`Scanner::on_char`], so the pieces and sink calls are the general
-    /// machine's; this only skips its dispatch. Stops, in a state the machine continues from,
-    /// at anything else or at the end of `bytes`. Advances `pos` itself; returns bytes taken.
-    fn take_words<S: Sink>(&mut self, bytes: &[u8], sink: &mut S) -> usize {
+    /// The ASCII hot path: from a piece boundary (or inside a word) takes whole pieces of
+    /// ASCII text, each found with a tight loop over its bytes and handed to `sink` with the
+    /// same piece, span and run status as the general machine gives it. A piece is only
+    /// taken once the byte after it is seen in this chunk and is ASCII (a non-ASCII byte
+    /// might continue it): otherwise this stops at the piece's start in [`State::Start`],
+    /// which the general machine continues from exactly as if it had ended the piece before
+    /// (its transitions between pieces all amount to "emit the piece, begin the next one"),
+    /// or, inside a word, in [`State::Word`]. Advances `pos` itself; returns bytes taken.
+    fn take_pieces<S: Sink>(&mut self, bytes: &[u8], sink: &mut S) -> usize {
+        let base = self.pos;
+        let at = |i: usize| base + i as u64;
+        let byte = |i: usize| bytes.get(i).copied();
         let mut i = 0;
-        // Invariant at the top of the loop: the scanner is in `State::Word`.
+        let mut in_word = self.state == State::Word;
         loop {
-            let n = self.take_letters(bytes.get(i..).unwrap_or_default());
-            i += n;
-            self.pos += n as u64;
-            let Some(&b) = bytes.get(i) else {
-                return i;
+            if in_word {
+                i += self.take_letters(bytes.get(i..).unwrap_or_default());
+                let Some(b) = byte(i).filter(|&b| b < 0x80) else {
+                    self.state = State::Word;
+                    break;
+                };
+                let ch = ascii(b);
+                let alnum = matches!(ch.kind, Kind::Upper | Kind::Lower | Kind::Digit);
+                self.continues_run = alnum;
+                self.emit_word(at(i), sink);
+                if !alnum {
+                    self.end_run(sink);
+                }
+                if ch.kind == Kind::Upper || ch.kind == Kind::Lower {
+                    // o200k: an uppercase letter after a lowercase one starts the next word.
+                    self.start_word(prefix::NONE, at(i), b);
+                    i += 1;
+                    continue;
+                }
+                in_word = false;
+            }
+            // At a piece boundary: the next piece starts at `i`.
+            let Some(b) = byte(i).filter(|&b| b < 0x80) else {
+                self.state = State::Start;
+                break;
             };
             let ch = ascii(b);
-            if !ch.ascii {
-                return i;
-            }
             match ch.kind {
-                Kind::Space => match self.take_space_word(bytes.get(i..).unwrap_or_default(), sink)
-                {
-                    0 => return i,
-                    n => {
-                        i += n;
-                        self.pos += n as u64;
+                Kind::Upper | Kind::Lower => {
+                    self.start_word(prefix::NONE, at(i), b);
+                    i += 1;
+                    in_word = true;
+                }
+                Kind::Digit => {
+                    let rest = bytes.get(i..).unwrap_or_default();
+                    let n = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+                    let Some(t) = byte(i + n).filter(|&t| t < 0x80) else {
+                        self.state = State::Start;
+                        break;
+                    };
+                    let n32 = u32::try_from(n).unwrap_or(u32::MAX);
+                    self.run.len = self.run.len.saturating_add(n32);
+                    self.run.digit = true;
+                    let alnum = t.is_ascii_alphanumeric();
+                    self.continues_run = alnum;
+                    self.emit(Piece::Digits(n32), at(i), at(i + n), sink);
+                    if !alnum {
+                        self.end_run(sink);
+                    }
+                    i += n;
+                }
+                // Only non-ASCII letters are caseless.
+                Kind::Caseless => {
+                    self.state = State::Start;
+                    break;
+                }
+                Kind::Punct => match self.take_punct_piece(bytes, i, i, false, sink) {
+                    Some(next) => (i, in_word) = next,
+                    None => {
+                        self.state = State::Start;
+                        break;
                     }
                 },
-                // o200k: an uppercase letter after a lowercase one starts the next word.
-                Kind::Upper | Kind::Lower => {
-                    self.char_at(ch, sink);
-                    i += 1;
-                }
-                Kind::Punct => {
-                    self.char_at(ch, sink);
-                    i += 1;
-                    let n = self.take_punct(bytes.get(i..).unwrap_or_default());
-                    i += n;
-                    self.pos += n as u64;
-                    let next = |k: usize| bytes.get(i + k).map_or(INVALID, |&b| ascii(b));
-                    let c = next(0);
-                    let letter = |c: Ch| c.ascii && matches!(c.kind, Kind::Upper | Kind::Lower);
-                    if letter(c) {
-                        self.char_at(c, sink);
-                        i += 1;
-                    } else if c.kind == Kind::Space && letter(next(1)) {
-                        self.char_at(c, sink);
-                        self.char_at(next(1), sink);
-                        i += 2;
+                Kind::Space | Kind::OtherWs | Kind::Newline => {
+                    // Whitespace never continues a run, so the run has ended: pieces here are
+                    // outside runs.
+                    let mut j = i;
+                    let mut after_newline = None;
+                    while let Some(c) = byte(j) {
+                        match c {
+                            b' ' | b'\t' | 0x0b | 0x0c => {}
+                            b'\r' | b'\n' => after_newline = Some(j + 1),
+                            _ => break,
+                        }
+                        j += 1;
+                    }
+                    let Some(t) = byte(j).filter(|&t| t < 0x80) else {
+                        self.state = State::Start;
+                        break;
+                    };
+                    let mut s = i;
+                    if let Some(end) = after_newline {
+                        let len = u32::try_from(end - i).unwrap_or(u32::MAX);
+                        self.emit(Piece::Newlines(len), at(i), at(end), sink);
+                        s = end;
+                    }
+                    if s == j {
+                        i = j;
+                        continue;
+                    }
+                    // `\s+(?!\S)`: all but the last whitespace character are a piece, and the
+                    // last one leads what follows.
+                    let last = j - 1;
+                    if last > s {
+                        let n = u32::try_from(last - s).unwrap_or(u32::MAX);
+                        self.emit(Piece::Spaces(n), at(s), at(last), sink);
+                    }
+                    let lead = if byte(last) == Some(b' ') {
+                        prefix::SPACE
                     } else {
-                        return i;
+                        prefix::OTHER_WS
+                    };
+                    let tc = ascii(t);
+                    match tc.kind {
+                        Kind::Upper | Kind::Lower => {
+                            self.start_word(lead, at(last), t);
+                            i = j + 1;
+                            in_word = true;
+                        }
+                        Kind::Punct if lead == prefix::SPACE => {
+                            match self.take_punct_piece(bytes, last, j, true, sink) {
+                                Some(next) => (i, in_word) = next,
+                                None => {
+                                    // Resume at the space, as the machine would from there.
+                                    i = last;
+                                    self.state = State::Start;
+                                    break;
+                                }
+                            }
+                        }
+                        _ => {
+                            self.emit(Piece::Spaces(1), at(last), at(j), sink);
+                            i = j;
+                        }
                     }
                 }
-                _ => return i,
             }
         }
+        self.pos = at(i);
+        i
     }
 
-    /// The general machine's step for an ASCII character at `pos`.
+    /// Begins a word at `start` with the ASCII letter `b` (at the current position) and adds
+    /// the letter to the run, as `on_char` and `begin` do.
     #[inline(always)]
-    fn char_at<S: Sink>(&mut self, ch: Ch, sink: &mut S) {
-        let at = self.pos;
-        self.pos += 1;
-        self.on_char(ch, at, sink);
+    fn start_word(&mut self, lead: u8, start: u64, b: u8) {
+        self.word = Word::begin(lead, start);
+        self.word.add(ascii(b));
+        let r = &mut self.run;
+        r.len = r.len.saturating_add(1);
+        r.letter = true;
+        r.non_hex |= !matches!(b | 0x20, b'a'..=b'f');
+    }
+
+    /// A punctuation piece starting at `start` whose first symbol is at `first` (after a
+    /// leading space when `space`): emits it, or starts the word it prefixes. Returns where
+    /// the next piece starts and whether it is that word, or `None` (nothing done) when the
+    /// piece's end is not in `bytes` or is not ASCII.
+    #[inline(always)]
+    fn take_punct_piece<S: Sink>(
+        &mut self,
+        bytes: &[u8],
+        start: usize,
+        first: usize,
+        space: bool,
+        sink: &mut S,
+    ) -> Option<(usize, bool)> {
+        let at = |i: usize| self.pos + i as u64;
+        let ascii_at = |i: usize| bytes.get(i).copied().filter(|&b| b < 0x80).map(ascii);
+        let ch0 = ascii_at(first)?;
+        let mut j = first + 1;
+        let mut next = ascii_at(j)?;
+        if !space && matches!(next.kind, Kind::Upper | Kind::Lower) {
+            // A lone symbol before letters is the word's prefix (`.get`, `"name`).
+            self.start_word(ch0.sub, at(first), next.byte);
+            return Some((j + 1, true));
+        }
+        let mut p = Punct::begin(ch0.sub, at(start), space);
+        p.add(ch0);
+        while next.kind == Kind::Punct {
+            p.add(next);
+            j += 1;
+            next = ascii_at(j)?;
+        }
+        if next.kind == Kind::Newline {
+            p.in_trail = true;
+            loop {
+                if next.kind == Kind::Newline {
+                    p.trail += 1;
+                    p.push_key(next.byte);
+                } else if self.rules.slash_trailer
+                    && next.kind == Kind::Punct
+                    && next.flags == SLASH_FLAG
+                {
+                    // o200k's `[\r\n/]*`: a '/' after the trailing newlines still belongs.
+                    p.trail += 1;
+                    p.structural = false;
+                } else {
+                    break;
+                }
+                j += 1;
+                next = ascii_at(j)?;
+            }
+        }
+        let end = at(j);
+        sink.piece(
+            Piece::Punct(&p),
+            Span {
+                start: at(start),
+                end,
+            },
+            InRun::No,
+        );
+        Some((j, false))
     }
 
     /// Adds the ASCII letters at the start of `bytes` to the current word, up to a letter that
@@ -692,33 +846,6 @@ impl Scanner {
             r.non_hex |= non_hex;
         }
         n
-    }
-
-    /// The commonest boundary in text, a word, one space and the next word, taken in one step:
-    /// the same pieces and the same calls to `sink` as the general machine makes for the space
-    /// and the letter after it. Needs both bytes in this chunk; returns how many were taken.
-    #[inline(always)]
-    fn take_space_word<S: Sink>(&mut self, bytes: &[u8], sink: &mut S) -> usize {
-        let (Some(b' '), Some(&next)) = (bytes.first(), bytes.get(1)) else {
-            return 0;
-        };
-        let info = LETTER.get(usize::from(next)).copied().unwrap_or(0);
-        if info & (L_LOWER | L_UPPER) == 0 {
-            return 0;
-        }
-        let at = self.pos;
-        self.continues_run = false;
-        self.emit_word(at, sink);
-        self.end_run(sink);
-        self.word = Word::begin(prefix::SPACE, at);
-        self.word.add(ascii(next));
-        self.run = Run {
-            len: 1,
-            digit: false,
-            letter: true,
-            non_hex: info & L_NON_HEX != 0,
-        };
-        2
     }
 
     fn take_spaces(&mut self, bytes: &[u8]) -> usize {
