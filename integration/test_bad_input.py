@@ -6,6 +6,8 @@ The MCP routes here lead to the echo upstream, which answers everything with 200
 
 from __future__ import annotations
 
+import socket
+
 import base64
 import json
 from typing import Any, Iterator
@@ -291,6 +293,34 @@ def test_mcp_path_is_matched_exactly_not_by_prefix(gw: harness.Envoy, http: http
     # /echo/mcp/extra is routed (prefix) to the echo upstream but is not a configured MCP path.
     resp = http.post(url(gw, "/echo/mcp/extra"), content=b"{bad json", headers=JSON_HEADERS)
     assert assert_reached_upstream(resp)["body"] == "{bad json"
+
+
+# --- bytes that are not UTF-8 -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("header", ["Origin", "Mcp-Session-Id", "Content-Type", "Mcp-Name", "Authorization", "X-Request-Id"])
+def test_a_header_value_that_is_not_utf8_is_answered_and_the_vm_survives(gw: harness.Envoy, header: str) -> None:
+    """HTTP/1.1 allows obs-text (bytes 0x80-0xFF) in header values and Envoy passes them on; the
+    filter reads these headers and must treat such a value as the junk it is, not panic (a panic
+    kills the VM for every request)."""
+    body = json.dumps(harness.initialize_body(7)).encode()
+    host = gw.base_url.split("//", 1)[1]
+    request = (
+        f"POST /echo/mcp HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        f"Accept: {ACCEPT_BOTH}\r\nContent-Length: {len(body)}\r\n"
+    ).encode()
+    if header == "Content-Type":
+        request = request.replace(b"Content-Type: application/json\r\n", b"")
+    request += header.encode() + b": caf\xe9 \xff\xfe\r\nConnection: close\r\n\r\n" + body
+    addr, port = host.rsplit(":", 1)
+    with socket.create_connection((addr, int(port)), timeout=10) as sock:
+        sock.sendall(request)
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    status = int(reply.split(b" ", 2)[1])
+    assert status < 500, reply[:500]
+    assert "panicked" not in gw.log()
 
 
 # --- the VM survived all of it ----------------------------------------------------------------

@@ -52,9 +52,7 @@ pub fn maybe_fetch_jwks(auth: &SharedAuth) -> Option<u32> {
 /// Root context side: the JWKS answer arrived (or the call failed: no `:status`).
 pub fn jwks_answer(auth: &SharedAuth, body_size: usize) {
     let now = now_secs();
-    let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
-        .ok()
-        .flatten();
+    let status = crate::host::map_value(MapType::HttpCallResponseHeaders, ":status");
     if status.as_deref() != Some("200") {
         log::warn!(
             "JWKS fetch failed: HTTP {}",

@@ -336,19 +336,11 @@ impl GatewayHttp {
             return;
         };
         let (_, key) = work.tokens.swap_remove(pos);
-        let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
-            .ok()
-            .flatten()
+        let status = host::map_value(MapType::HttpCallResponseHeaders, ":status")
             .and_then(|s| s.parse::<u16>().ok())
             .unwrap_or(0);
-        let content_type =
-            hostcalls::get_map_value(MapType::HttpCallResponseHeaders, "content-type")
-                .ok()
-                .flatten();
-        let session_id =
-            hostcalls::get_map_value(MapType::HttpCallResponseHeaders, "mcp-session-id")
-                .ok()
-                .flatten();
+        let content_type = host::map_value(MapType::HttpCallResponseHeaders, "content-type");
+        let session_id = host::map_value(MapType::HttpCallResponseHeaders, "mcp-session-id");
         let body = if body_size > 0 {
             hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
                 .ok()

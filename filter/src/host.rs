@@ -1,12 +1,13 @@
 //! Host calls that report failure as values instead of panicking.
 //!
 //! The SDK's trait helpers (`get_http_request_header` and friends) panic on an unexpected host
-//! status, and a panic kills the worker's VM for every request. Reads go through
-//! `proxy_wasm::hostcalls`, whose wrappers map the statuses a read can meet (`NotFound`) to
-//! values. Its *write* wrappers (`set_map_value`, `set_buffer`, `set_property`,
+//! status, and a panic kills the worker's VM for every request. Its header reads
+//! (`hostcalls::get_map_value`, `get_map`) also panic on a value that is not UTF-8, which any
+//! client can send (HTTP/1.1 obs-text): header reads go to the ABI imports here and decode
+//! lossily. Its *write* wrappers (`set_map_value`, `set_buffer`, `set_property`,
 //! `send_http_response`) panic on any status but Ok, which a late header write or a filter-state
-//! write the host refuses can produce: those go straight to the ABI imports in [`abi`], and a
-//! refusal is logged.
+//! write the host refuses can produce: those go straight to the ABI imports in [`abi`] too, and
+//! a refusal is logged.
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType};
@@ -18,6 +19,18 @@ mod abi {
     use proxy_wasm::types::{BufferType, MapType};
 
     extern "C" {
+        pub fn proxy_get_header_map_value(
+            map_type: MapType,
+            key_data: *const u8,
+            key_size: usize,
+            return_value_data: *mut *mut u8,
+            return_value_size: *mut usize,
+        ) -> u32;
+        pub fn proxy_get_header_map_pairs(
+            map_type: MapType,
+            return_map_data: *mut *mut u8,
+            return_map_size: *mut usize,
+        ) -> u32;
         pub fn proxy_replace_header_map_value(
             map_type: MapType,
             key_data: *const u8,
@@ -119,16 +132,58 @@ fn serialize_headers(headers: &[(&str, &str)]) -> Vec<u8> {
     out
 }
 
+/// Takes ownership of a buffer the host allocated in this module's memory for a read.
+///
+/// SAFETY: `data` is null or was allocated by the host through `proxy_on_memory_allocate` with
+/// exactly `size` bytes, and nothing else owns it.
+unsafe fn host_bytes(data: *mut u8, size: usize) -> Vec<u8> {
+    if data.is_null() {
+        Vec::new()
+    } else {
+        Vec::from_raw_parts(data, size, size)
+    }
+}
+
+/// One header of `map`, as text (bytes that are not UTF-8 become U+FFFD). `None` if absent or
+/// unreadable.
+pub fn map_value(map: MapType, name: &str) -> Option<String> {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: host import; on Ok the buffer is ours (see `host_bytes`).
+    let bytes = unsafe {
+        if abi::proxy_get_header_map_value(map, name.as_ptr(), name.len(), &mut data, &mut size)
+            != OK
+        {
+            return None;
+        }
+        host_bytes(data, size)
+    };
+    Some(match String::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(e) => mcp_gateway_core::header_map::text(e.as_bytes()).into_owned(),
+    })
+}
+
+/// Every header of `map` in one host call, in the wire form [`mcp_gateway_core::header_map`]
+/// decodes. Empty if unreadable.
+pub fn map_pairs(map: MapType) -> Vec<u8> {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: host import; on Ok the buffer is ours (see `host_bytes`).
+    unsafe {
+        if abi::proxy_get_header_map_pairs(map, &mut data, &mut size) != OK {
+            return Vec::new();
+        }
+        host_bytes(data, size)
+    }
+}
+
 pub fn request_header(name: &str) -> Option<String> {
-    hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
-        .ok()
-        .flatten()
+    map_value(MapType::HttpRequestHeaders, name)
 }
 
 pub fn response_header(name: &str) -> Option<String> {
-    hostcalls::get_map_value(MapType::HttpResponseHeaders, name)
-        .ok()
-        .flatten()
+    map_value(MapType::HttpResponseHeaders, name)
 }
 
 /// Sets (or with `None` removes) a request header. Returns whether the host accepted it.

@@ -129,17 +129,25 @@ impl GatewayHttp {
     }
 
     fn read_head(&mut self, path: String) {
+        // All request headers in one host call: each single read is a call into the host and
+        // another back into the module to allocate the value.
+        let map = host::map_pairs(proxy_wasm::types::MapType::HttpRequestHeaders);
+        let pairs = mcp_gateway_core::header_map::pairs(&map);
+        let get = |name: &str| {
+            mcp_gateway_core::header_map::find(&pairs, name)
+                .map(|v| mcp_gateway_core::header_map::text(v).into_owned())
+        };
         self.head = Head {
-            method: host::request_header(":method").unwrap_or_default(),
+            method: get(":method").unwrap_or_default(),
             path,
-            authority: host::request_header(":authority"),
-            origin: host::request_header("origin"),
-            content_type: host::request_header("content-type"),
-            content_length: host::request_header("content-length").and_then(|v| v.parse().ok()),
-            session_id: host::request_header("mcp-session-id"),
-            protocol_version: host::request_header("mcp-protocol-version"),
-            mcp_method: host::request_header("mcp-method"),
-            mcp_name: host::request_header("mcp-name"),
+            authority: get(":authority"),
+            origin: get("origin"),
+            content_type: get("content-type"),
+            content_length: get("content-length").and_then(|v| v.parse().ok()),
+            session_id: get("mcp-session-id"),
+            protocol_version: get("mcp-protocol-version"),
+            mcp_method: get("mcp-method"),
+            mcp_name: get("mcp-name"),
         };
     }
 

@@ -13,6 +13,7 @@ pub mod credentials;
 pub mod federation;
 pub mod gate;
 pub mod guard;
+pub mod header_map;
 pub mod jsonrpc;
 pub mod limits;
 pub mod metrics;
