@@ -113,6 +113,10 @@ QUIET_BUSY = 0.15
 
 UPSTREAM_DIR = ROOT / "bench" / "upstream"
 UPSTREAM_BUILD = OUT / "upstream-build"
+# Variant W: the least a body-routing proxy-wasm filter does (bench/wasm-floor).
+FLOOR_DIR = ROOT / "bench" / "wasm-floor"
+FLOOR_BUILD = OUT / "floor-build"
+FLOOR_WASM = FLOOR_BUILD / "wasm32-wasip1" / "release" / "wasm_floor.wasm"
 UPSTREAM_BIN = UPSTREAM_BUILD / "release" / "bench-upstream"
 
 # The federated variants' servers: Envoy clusters that all reach the one bench/upstream.
@@ -309,7 +313,7 @@ WORKLOADS: list[Workload] = [
         name="tools_call",
         description="tools/call, small JSON result",
         request=TOOLS_CALL,
-        variants=("A", "B", "B-fed", *ALL_C),
+        variants=("A", "W", "B", "B-fed", *ALL_C),
         reply_match='"name":"get_weather"',
         reply=TOOLS_CALL_REPLY,
     ),
@@ -318,7 +322,7 @@ WORKLOADS: list[Workload] = [
         description=f"tools/call, result streamed as {SSE_BYTES // 1024} KB of SSE "
         f"(2 progress events + the result event; chunked, {SSE_CHUNK // 1024} KB per write)",
         request=tools_call_request("fetch_report", {"report": "Q3", "format": "text"}),
-        variants=("A", "B", "C", "C-rego", "C-telemetry", "C-guard", "C-all", "C-fed"),
+        variants=("A", "W", "B", "C", "C-rego", "C-telemetry", "C-guard", "C-all", "C-fed"),
         reply_match='"name":"fetch_report"',
         reply=SSE_REPLY,
         reply_content_type="text/event-stream",
@@ -421,6 +425,25 @@ def mcp_router(servers: dict[str, str]) -> dict[str, Any]:
                 {"name": name, "mcp_cluster": {"cluster": cluster, "path": "/mcp", "timeout": "5s"}}
                 for name, cluster in servers.items()
             ],
+        },
+    }
+
+
+def floor_filter() -> dict[str, Any]:
+    """Variant W's filter: bench/wasm-floor, configured as ours is (same runtime and flag)."""
+    return {
+        "name": "envoy.filters.http.wasm",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            "config": {
+                "name": "wasm_floor",
+                "allow_on_headers_stop_iteration": True,
+                "vm_config": {
+                    "vm_id": "wasm_floor",
+                    "runtime": "envoy.wasm.runtime.v8",
+                    "code": {"local": {"filename": str(FLOOR_WASM)}},
+                },
+            },
         },
     }
 
@@ -641,6 +664,14 @@ def yardsticks() -> list[Variant]:
             label="A envoy",
             description="plain Envoy: HTTP connection manager + router (the floor)",
             http_filters=[ROUTER_FILTER],
+        ),
+        Variant(
+            key="W",
+            label="W wasm floor",
+            description="Envoy + bench/wasm-floor: a proxy-wasm filter that only waits for the "
+            "body, reads it, sets one routing header and reads the response (the least any "
+            "body-routing wasm filter costs)",
+            http_filters=[floor_filter(), ROUTER_FILTER],
         ),
         Variant(
             key="B",
@@ -1331,6 +1362,12 @@ def pinned(requirements: Path, package: str) -> str:
     raise SystemExit(f"{requirements}: no pin for {package}")
 
 
+def build_floor() -> None:
+    """Builds bench/wasm-floor for wasm32-wasip1 (seconds; cargo skips it when up to date)."""
+    run(["cargo", "build", "--quiet", "--release", "--locked", "--target", "wasm32-wasip1",
+         "--manifest-path", str(FLOOR_DIR / "Cargo.toml"), "--target-dir", str(FLOOR_BUILD)])
+
+
 def build_upstream() -> None:
     """Builds bench/upstream (std only, a few seconds; cargo skips it when up to date)."""
     run(
@@ -1863,7 +1900,7 @@ def main() -> int:
 
     ws = [w for w in WORKLOADS if not args.workloads or w.name in args.workloads.split(",")]
     wanted = [k for k in args.variants.split(",") if k] if args.variants else None
-    order = ["A", "B", "B-fed", *(lv.key for lv in LEVELS)]
+    order = ["A", "W", "B", "B-fed", *(lv.key for lv in LEVELS)]
     keys = [k for k in order if any(k in w.variants for w in ws) and (not wanted or k in wanted)]
     if wanted and (bad := [k for k in wanted if k not in order]):
         raise SystemExit(f"unknown variant(s) {bad}; known: {order}")
@@ -1879,6 +1916,7 @@ def main() -> int:
     wasm_bytes = WASM.read_bytes()
     WASM_SNAPSHOT.write_bytes(wasm_bytes)
     build_upstream()
+    build_floor()
 
     workload_skips: dict[str, str] = {}
     real_wanted = any(w.path == REAL_PATH for w in ws)

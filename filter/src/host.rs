@@ -182,10 +182,6 @@ pub fn request_header(name: &str) -> Option<String> {
     map_value(MapType::HttpRequestHeaders, name)
 }
 
-pub fn response_header(name: &str) -> Option<String> {
-    map_value(MapType::HttpResponseHeaders, name)
-}
-
 /// Sets (or with `None` removes) a request header. Returns whether the host accepted it.
 pub fn set_request_header(name: &str, value: Option<&str>) -> bool {
     match set_header(MapType::HttpRequestHeaders, name, value) {

@@ -657,12 +657,18 @@ impl GatewayHttp {
         if self.phase != Phase::Forwarded {
             return Action::Continue;
         }
-        let status = host::response_header(":status")
+        // The response head in one host call (see `read_head`).
+        let map = host::map_pairs(proxy_wasm::types::MapType::HttpResponseHeaders);
+        let pairs = mcp_gateway_core::header_map::pairs(&map);
+        let get = |name: &str| {
+            mcp_gateway_core::header_map::find(&pairs, name).map(mcp_gateway_core::header_map::text)
+        };
+        let status = get(":status")
             .and_then(|s| s.parse::<u16>().ok())
             .unwrap_or(0);
-        let content_type = host::response_header("content-type");
-        let content_length =
-            host::response_header("content-length").and_then(|v| v.parse::<usize>().ok());
+        let content_type = get("content-type").map(std::borrow::Cow::into_owned);
+        let content_length = get("content-length").and_then(|v| v.parse::<usize>().ok());
+        let upstream_session = get("mcp-session-id").is_some();
         let kind = body_kind(content_type.as_deref());
         let mut observed_type = content_type.as_deref();
         if self.owned_route && (status == 404 || status == 400) {
@@ -672,7 +678,7 @@ impl GatewayHttp {
         }
         if let Some(server) = self.route_server.as_deref() {
             // The client knows only the gateway's session id, never an upstream's.
-            if host::response_header("mcp-session-id").is_some() {
+            if upstream_session {
                 host::set_response_header("mcp-session-id", self.head.session_id.as_deref());
             }
             if kind == BodyKind::EventStream && (200..300).contains(&status) {
@@ -713,9 +719,7 @@ impl GatewayHttp {
         if self.guard.cache_key.is_some() && (200..300).contains(&status) {
             host::set_response_header("x-mcp-cache", Some("miss"));
         }
-        if self.label == MethodLabel::of_method("initialize")
-            && host::response_header("mcp-session-id").is_some()
-        {
+        if self.label == MethodLabel::of_method("initialize") && upstream_session {
             self.trace.session_opened = true;
         }
         self.observer = Some(self.observing(ResponseObserver::new(
