@@ -834,7 +834,8 @@ struct Tables {
     /// For each first letter, a bit per length of vocabulary words.
     lengths: [u16; 26],
     /// For each (first letter, last letter), a bit per length of words that start a pattern.
-    starts_fl: Vec<u16>,
+    /// A fixed array, not a `Vec`: one load less and no bound to check on every word.
+    starts_fl: [u16; 26 * 26],
 }
 
 fn tables() -> &'static Tables {
@@ -901,7 +902,7 @@ fn tables() -> &'static Tables {
                 (p.det, slots, p.colon)
             })
             .collect();
-        let mut starts_fl = vec![0u16; 26 * 26];
+        let mut starts_fl = [0u16; 26 * 26];
         for w in PATTERNS
             .iter()
             .flat_map(|p| p.slots.first().map_or(&[][..], |s| s.words))
@@ -940,8 +941,9 @@ impl Tables {
         let (Some(first), Some(last), len) = (word.first(), word.last(), word.len()) else {
             return false;
         };
-        let f = usize::from(first.to_ascii_lowercase().wrapping_sub(b'a'));
-        let l = usize::from(last.to_ascii_lowercase().wrapping_sub(b'a'));
+        // `| 0x20` lowercases a letter and moves every other byte out of `a..=z`.
+        let f = usize::from((first | 0x20).wrapping_sub(b'a'));
+        let l = usize::from((last | 0x20).wrapping_sub(b'a'));
         len <= MAX_VOCAB_LEN
             && f < 26
             && l < 26

@@ -895,32 +895,108 @@ fn may_start_secret(b: u8) -> bool {
 /// bytes (`AK`, `gh`, `sk`, `ey`, `DE89`…) at the word's start or after punctuation. Long
 /// identifiers and paths in code have none, and skip the detectors.
 pub(super) fn may_hold_secret(word: &[u8]) -> bool {
-    let mut prev = 0u8;
-    for (i, &b) in word.iter().enumerate() {
-        if !prev.is_ascii_alphanumeric() {
-            let next = word.get(i + 1).copied().unwrap_or(0);
-            let hit = match (b, next) {
-                (b'A', b'K' | b'S' | b'B' | b'C' | b'I')
-                | (b'g', b'h' | b'i' | b'l')
-                | (b'x', b'o')
-                | (b's' | b'r', b'k')
-                | (b'h', b'f')
-                | (b'n', b'p')
-                | (b'e', b'y') => true,
-                (b'A'..=b'Z', b'A'..=b'Z') => {
-                    word.get(i + 2).is_some_and(u8::is_ascii_digit)
-                        && word.get(i + 3).is_some_and(u8::is_ascii_digit)
-                }
-                _ => false,
-            };
-            if hit {
+    // Eight bytes at a time: only letters at a boundary (the word's start, or after a byte that
+    // is not alphanumeric) can start a prefix, and a word of code has few of them.
+    let mut i = 0;
+    let mut prev_alnum = false;
+    while let Some(b8) = word.get(i..i + 8) {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b8);
+        let x = u64::from_le_bytes(a);
+        let letters = letter_bytes(x);
+        let alnum = letters | digit_bytes(x);
+        let after_alnum = alnum << 8 | if prev_alnum { 0x80 } else { 0 };
+        let mut cand = letters & !after_alnum;
+        while cand != 0 {
+            if secret_pair_at(word, i + (cand.trailing_zeros() / 8) as usize) {
                 return true;
             }
+            cand &= cand - 1;
         }
-        prev = b;
+        prev_alnum = alnum >> 63 != 0;
+        i += 8;
+    }
+    // The last few bytes one at a time.
+    let mut boundary = !prev_alnum;
+    for (j, &b) in word.iter().enumerate().skip(i) {
+        let f = SECRET_BYTE.get(usize::from(b)).copied().unwrap_or(0);
+        if boundary && f & SB_FIRST != 0 && secret_pair_at(word, j) {
+            return true;
+        }
+        boundary = f & SB_ALNUM == 0;
     }
     false
 }
+
+/// Whether one of the first bytes of a secret or IBAN starts at `i` (`AK`, `gh`, `sk`, `ey`,
+/// `DE89`…).
+#[inline]
+fn secret_pair_at(word: &[u8], i: usize) -> bool {
+    let b = word.get(i).copied().unwrap_or(0);
+    let next = word.get(i + 1).copied().unwrap_or(0);
+    match (b, next) {
+        (b'A', b'K' | b'S' | b'B' | b'C' | b'I')
+        | (b'g', b'h' | b'i' | b'l')
+        | (b'x', b'o')
+        | (b's' | b'r', b'k')
+        | (b'h', b'f')
+        | (b'n', b'p')
+        | (b'e', b'y') => true,
+        (b'A'..=b'Z', b'A'..=b'Z') => {
+            word.get(i + 2).is_some_and(u8::is_ascii_digit)
+                && word.get(i + 3).is_some_and(u8::is_ascii_digit)
+        }
+        _ => false,
+    }
+}
+
+pub(super) const ONES: u64 = 0x0101_0101_0101_0101;
+pub(super) const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// The high bit of each byte of `x` (eight bytes, little-endian) that is an ASCII letter, with
+/// no per-byte branch: case folded with `| 0x20`, then two carry-free additions test the range
+/// `a..=z`; bytes with the high bit set are never letters.
+#[inline]
+pub(super) fn letter_bytes(x: u64) -> u64 {
+    let y = (x | (ONES * 0x20)) & !HIGH;
+    let ge_a = y + ONES * (0x80 - u64::from(b'a'));
+    let gt_z = y + ONES * (0x80 - u64::from(b'z') - 1);
+    ge_a & !gt_z & !x & HIGH
+}
+
+/// The high bit of each byte of `x` that is an ASCII digit (as [`letter_bytes`]).
+#[inline]
+fn digit_bytes(x: u64) -> u64 {
+    let y = x & !HIGH;
+    let ge_0 = y + ONES * (0x80 - u64::from(b'0'));
+    let gt_9 = y + ONES * (0x80 - u64::from(b'9') - 1);
+    ge_0 & !gt_9 & !x & HIGH
+}
+
+const SB_ALNUM: u8 = 1;
+/// A byte a pair tested in [`may_hold_secret`] starts with: an upper-case letter (`AK`, `AI`,
+/// IBAN country codes) or `g`, `x`, `s`, `r`, `h`, `n`, `e`.
+const SB_FIRST: u8 = 2;
+
+// Evaluated at compile time: an out-of-range index would fail the build, not panic at run time.
+#[allow(clippy::indexing_slicing)]
+static SECRET_BYTE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        let mut f = 0;
+        if c.is_ascii_alphanumeric() {
+            f |= SB_ALNUM;
+        }
+        if c.is_ascii_uppercase() || matches!(c, b'g' | b'x' | b's' | b'r' | b'h' | b'n' | b'e') {
+            f |= SB_FIRST;
+        }
+        t[b] = f;
+        b += 1;
+    }
+    t
+};
 
 /// `text.starts_with(prefix)` for short prefixes, without a call to `memcmp`.
 #[inline]
@@ -1064,6 +1140,30 @@ fn jwt(p: &Piece<'_>, i: usize, en: DetectorSet) -> Option<Cand> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The byte-at-a-time definition [`may_hold_secret`] must agree with.
+    fn may_hold_secret_naive(word: &[u8]) -> bool {
+        (0..word.len())
+            .any(|i| (i == 0 || !word[i - 1].is_ascii_alphanumeric()) && secret_pair_at(word, i))
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_secret_prefilter_agrees_with_a_byte_at_a_time_scan(
+            word in proptest::collection::vec(proptest::prop_oneof![
+                proptest::prelude::any::<u8>(),
+                proptest::prelude::Just(b'_'),
+                proptest::prelude::Just(b'A'),
+                proptest::prelude::Just(b'K'),
+                proptest::prelude::Just(b'g'),
+                proptest::prelude::Just(b'h'),
+                proptest::prelude::Just(b'1'),
+                proptest::prelude::Just(b'.'),
+            ], 0..40)
+        ) {
+            proptest::prop_assert_eq!(may_hold_secret(&word), may_hold_secret_naive(&word));
+        }
+    }
 
     fn flags(text: &[u8]) -> u16 {
         text.iter()
