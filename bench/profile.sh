@@ -45,7 +45,7 @@ envoy_pid=$!
 pids+=("$envoy_pid")
 for _ in $(seq 120); do curl -sf "http://127.0.0.1:$admin/ready" >/dev/null && break; sleep 0.5; done
 taskset -c 1 wrk -t1 -c32 -d2s -s "$script" "http://127.0.0.1:$listen/mcp" >/dev/null
-perf record -q -F 2000 -g -p "$envoy_pid" -o "$out/perf.data" -- sleep "$seconds" >/dev/null 2>&1 &
+perf record -q -F 2000 -p "$envoy_pid" -o "$out/perf.data" -- sleep "$seconds" >/dev/null 2>&1 &
 perf_pid=$!
 rps=$(taskset -c 1 wrk -t1 -c32 -d"${seconds}s" -s "$script" "http://127.0.0.1:$listen/mcp" \
       | awk '/Requests\/sec/ {print $2}')
