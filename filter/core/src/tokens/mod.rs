@@ -528,6 +528,20 @@ mod tests {
         }
     }
 
+    /// `bytes` cut at the (sorted) points the indices pick.
+    fn split_at_points<'a>(bytes: &'a [u8], cuts: &[prop::sample::Index]) -> Vec<&'a [u8]> {
+        let mut points: Vec<usize> = cuts.iter().map(|i| i.index(bytes.len() + 1)).collect();
+        points.sort_unstable();
+        let mut chunks = Vec::new();
+        let mut last = 0;
+        for p in points {
+            chunks.push(&bytes[last..p]);
+            last = p;
+        }
+        chunks.push(&bytes[last..]);
+        chunks
+    }
+
     proptest! {
         #[test]
         fn arbitrary_bytes_in_arbitrary_chunks_count_like_one_shot(
@@ -536,15 +550,7 @@ mod tests {
         ) {
             for encoding in Encoding::ALL {
                 let whole = estimate(encoding, &bytes);
-                let mut points: Vec<usize> = cuts.iter().map(|i| i.index(bytes.len() + 1)).collect();
-                points.sort_unstable();
-                let mut chunks = Vec::new();
-                let mut last = 0;
-                for p in points {
-                    chunks.push(&bytes[last..p]);
-                    last = p;
-                }
-                chunks.push(&bytes[last..]);
+                let chunks = split_at_points(&bytes, &cuts);
                 prop_assert_eq!(chunked(encoding, &chunks), whole);
                 prop_assert_eq!(slow(encoding, &bytes), whole);
                 // A count never exceeds one token per byte by much, nor is zero for text.
@@ -583,15 +589,7 @@ mod tests {
             for encoding in Encoding::ALL {
                 let want = slow(encoding, &bytes);
                 prop_assert_eq!(estimate(encoding, &bytes), want);
-                let mut points: Vec<usize> = cuts.iter().map(|i| i.index(bytes.len() + 1)).collect();
-                points.sort_unstable();
-                let mut chunks = Vec::new();
-                let mut last = 0;
-                for p in points {
-                    chunks.push(&bytes[last..p]);
-                    last = p;
-                }
-                chunks.push(&bytes[last..]);
+                let chunks = split_at_points(&bytes, &cuts);
                 prop_assert_eq!(chunked(encoding, &chunks), want);
             }
         }
