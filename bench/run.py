@@ -965,6 +965,15 @@ class Envoy(Proc):
         self._wait_ready(ready, timeout_s)
 
 
+def port_open(port: int) -> bool:
+    """Whether something accepts connections on 127.0.0.1:`port`."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
 class Upstream(Proc):
     """bench/upstream: the canned-reply server."""
 
@@ -974,15 +983,7 @@ class Upstream(Proc):
 
     def start(self, timeout_s: float = 10.0) -> None:
         self._spawn()
-
-        def ready() -> bool:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return True
-            except OSError:
-                return False
-
-        self._wait_ready(ready, timeout_s)
+        self._wait_ready(lambda: port_open(self.port), timeout_s)
 
 
 class Everything(Proc):
@@ -1001,15 +1002,7 @@ class Everything(Proc):
 
     def start(self, timeout_s: float = 30.0) -> None:
         self._spawn()
-
-        def ready() -> bool:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return True
-            except OSError:
-                return False
-
-        self._wait_ready(ready, timeout_s)
+        self._wait_ready(lambda: port_open(self.port), timeout_s)
 
 
 def validate_config(envoy_bin: Path, config_path: Path) -> str | None:
