@@ -412,7 +412,6 @@ impl GatewayHttp {
         self.record(outcome, error_code, summary.tokens, summary.result);
     }
 
-    /// Asks an observer for what telemetry needs from the final result of this request.
     /// What telemetry, limits, the result cache and pinning need read from this request's
     /// final result: what to measure, and whether to keep the result's JSON.
     fn observation(&self) -> (Option<(Option<TokenCounting>, Measure)>, bool) {
@@ -435,6 +434,7 @@ impl GatewayHttp {
         (measured, keep)
     }
 
+    /// Asks an observer for what telemetry needs from the final result of this request.
     fn observing(&self, observer: ResponseObserver) -> ResponseObserver {
         let (measure, keep) = self.observation();
         let observer = match measure {
