@@ -134,8 +134,7 @@ impl GatewayHttp {
         let map = host::map_pairs(proxy_wasm::types::MapType::HttpRequestHeaders);
         let pairs = mcp_gateway_core::header_map::pairs(&map);
         let get = |name: &str| {
-            mcp_gateway_core::header_map::find(&pairs, name)
-                .map(|v| mcp_gateway_core::header_map::text(v).into_owned())
+            mcp_gateway_core::header_map::value(&pairs, name).map(std::borrow::Cow::into_owned)
         };
         self.head = Head {
             method: get(":method").unwrap_or_default(),
@@ -660,9 +659,7 @@ impl GatewayHttp {
         // The response head in one host call (see `read_head`).
         let map = host::map_pairs(proxy_wasm::types::MapType::HttpResponseHeaders);
         let pairs = mcp_gateway_core::header_map::pairs(&map);
-        let get = |name: &str| {
-            mcp_gateway_core::header_map::find(&pairs, name).map(mcp_gateway_core::header_map::text)
-        };
+        let get = |name: &str| mcp_gateway_core::header_map::value(&pairs, name);
         let status = get(":status")
             .and_then(|s| s.parse::<u16>().ok())
             .unwrap_or(0);

@@ -48,12 +48,12 @@ pub fn text(value: &[u8]) -> Cow<'_, str> {
     String::from_utf8_lossy(value)
 }
 
-/// The first value of `name` (lower-case, as Envoy keys its maps) in decoded `pairs`.
-pub fn find<'a>(pairs: &[(&[u8], &'a [u8])], name: &str) -> Option<&'a [u8]> {
+/// The first value of `name` in decoded `pairs`, as [`text`].
+pub fn value<'a>(pairs: &[(&[u8], &'a [u8])], name: &str) -> Option<Cow<'a, str>> {
     pairs
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case(name.as_bytes()))
-        .map(|(_, v)| *v)
+        .map(|(_, v)| text(v))
 }
 
 #[cfg(test)]
@@ -88,9 +88,12 @@ mod tests {
         let map = encode(&entries);
         assert_eq!(pairs(&map), entries.to_vec());
         let decoded = pairs(&map);
-        assert_eq!(find(&decoded, "Origin"), Some(&b"caf\xe9 \xff"[..]));
+        assert_eq!(
+            value(&decoded, "Origin").as_deref(),
+            Some("caf\u{fffd} \u{fffd}")
+        );
         assert_eq!(text(b"caf\xe9"), "caf\u{fffd}");
-        assert_eq!(find(&decoded, "absent"), None);
+        assert_eq!(value(&decoded, "absent"), None);
     }
 
     #[test]
